@@ -1,0 +1,28 @@
+"""fastsoftmax: softmax, log-softmax and their fused gradients for NumPy arrays.
+
+The N×N softmax Jacobian is never built: the gradients are the O(N) products
+``s * (g - sum(s * g))``. Three backends compute the same functions: a compiled C++ kernel
+(SIMD, OpenMP), Numba JIT kernels, and plain NumPy.
+"""
+
+from __future__ import annotations
+
+from ._api import log_softmax, log_softmax_backward, softmax, softmax_backward, softmax_jvp
+from ._backends import available_backends
+from ._config import show_config
+from ._threads import get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "available_backends",
+    "get_num_threads",
+    "log_softmax",
+    "log_softmax_backward",
+    "set_num_threads",
+    "show_config",
+    "softmax",
+    "softmax_backward",
+    "softmax_jvp",
+]

@@ -1,0 +1,303 @@
+"""The public functions: check the arguments once, then hand plain arrays to a backend.
+
+Every backend function receives arrays of one shape and one float dtype (float32 or float64),
+a non-negative ``axis``, a non-empty input, and outputs that share no memory with the inputs
+unless they are exactly an input (see ``_checks.needs_scratch``). ``_reference.py`` states the
+contract in code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _backends, _checks
+from ._threads import get_num_threads
+
+
+def _output(
+    out: object, like: np.ndarray, dtype: np.dtype, compute: np.dtype, inputs, name: str
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(user's out or None, array the backend writes)``; they differ when a scratch is needed."""
+    if out is None:
+        # empty_like keeps the input's memory order, so an F-ordered input gets an F-ordered
+        # result and the kernels see the same layout twice.
+        return None, np.empty_like(like, dtype=compute)
+    checked = _checks.check_out(out, like.shape, dtype, name)
+    if compute != dtype or _checks.needs_scratch(checked, inputs):
+        return checked, np.empty_like(like, dtype=compute)
+    return checked, checked
+
+
+def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if user_out is None:
+        return written if written.dtype == dtype else written.astype(dtype)
+    if user_out is not written:
+        np.copyto(user_out, written, casting="unsafe")  # float32 -> float16 results
+    return user_out
+
+
+def _unary(op_name: str, x: ArrayLike, axis: int, out: object, backend: str | None) -> np.ndarray:
+    module = _backends.resolve(backend)
+    x = _checks.as_array(x, "x")
+    ax = _checks.normalize_axis(axis, x.ndim)
+    compute, dtype = _checks.result_dtypes(x.dtype, "x")
+    x = x.astype(compute, copy=False)
+    user_out, written = _output(out, x, dtype, compute, (x,), "out")
+    if x.size:
+        getattr(module, op_name)(x, written, ax, get_num_threads())
+    return _deliver(user_out, written, dtype)
+
+
+def _binary(
+    op_name: str,
+    names: tuple[str, str],
+    first: ArrayLike,
+    second: ArrayLike,
+    axis: int,
+    out: object,
+    backend: str | None,
+) -> np.ndarray:
+    module = _backends.resolve(backend)
+    a = _checks.as_array(first, names[0])
+    b = _checks.as_array(second, names[1])
+    _checks.same_shape(a, b, names)
+    ax = _checks.normalize_axis(axis, a.ndim)
+    compute, dtype = _checks.result_dtypes(np.result_type(a, b), f"{names[0]} and {names[1]}")
+    a = a.astype(compute, copy=False)
+    b = b.astype(compute, copy=False)
+    user_out, written = _output(out, a, dtype, compute, (a, b), "out")
+    if a.size:
+        getattr(module, op_name)(a, b, written, ax, get_num_threads())
+    return _deliver(user_out, written, dtype)
+
+
+def softmax(
+    x: ArrayLike, axis: int = -1, *, out: np.ndarray | None = None, backend: str | None = None
+) -> np.ndarray:
+    """Softmax along one axis: ``exp(x - max(x)) / sum(exp(x - max(x)))``.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits. float32 and float64 are computed as they are, float16 in float32 (the result is
+        float16), integers and bools in float64.
+    axis : int, optional
+        The axis the probabilities sum to 1 along; negative counts from the end. Default -1.
+    out : ndarray, optional
+        Where to write the result: the result's shape and dtype, writeable. It may be ``x``
+        itself (in place); any other overlap with ``x`` is handled through a scratch copy.
+    backend : {None, "cpp", "numba", "numpy"}, optional
+        Which implementation computes; ``None`` takes the default (see ``available_backends``).
+
+    Returns
+    -------
+    ndarray
+        The probabilities, ``out`` if it was given.
+
+    Raises
+    ------
+    TypeError
+        For complex, object, string or longdouble input, or an ``out`` of the wrong dtype.
+    numpy.exceptions.AxisError
+        If ``axis`` is out of range (a 0-d input has no axis).
+    ValueError
+        For an ``out`` of the wrong shape or a read-only one, or an unknown backend.
+
+    Notes
+    -----
+    Finite inputs never overflow. ``-inf`` entries get probability 0. A row that is all
+    ``-inf`` or holds a NaN is NaN. A row holding ``+inf`` gets the limit: its ``+inf`` entries
+    share probability 1 equally, the rest get 0. Each float32 output is within
+    ``(8 + |x_i - max|) * 2**-24`` of the exact value, relatively.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fsm
+    >>> fsm.softmax(np.array([1.0, 2.0, 3.0])).round(4)
+    array([0.09  , 0.2447, 0.6652])
+    """
+    return _unary("softmax", x, axis, out, backend)
+
+
+def log_softmax(
+    x: ArrayLike, axis: int = -1, *, out: np.ndarray | None = None, backend: str | None = None
+) -> np.ndarray:
+    """Log of the softmax along one axis: ``x - max(x) - log(sum(exp(x - max(x))))``.
+
+    Parameters, returns and errors are those of `softmax`.
+
+    Notes
+    -----
+    ``x - max`` is formed first, so the result is exact to rounding even where the softmax
+    underflows. ``-inf`` entries give ``-inf``; in a row holding ``+inf`` the ``k`` infinite
+    entries give ``-log(k)`` and the rest ``-inf``; a row that is all ``-inf`` or holds a NaN
+    is NaN.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fsm
+    >>> fsm.log_softmax(np.array([0.0, 0.0])).round(4)
+    array([-0.6931, -0.6931])
+    """
+    return _unary("log_softmax", x, axis, out, backend)
+
+
+def softmax_backward(
+    y: ArrayLike,
+    grad: ArrayLike,
+    axis: int = -1,
+    *,
+    out: np.ndarray | None = None,
+    backend: str | None = None,
+) -> np.ndarray:
+    """Vector-Jacobian product of softmax, from its saved output: ``y * (grad - sum(y * grad))``.
+
+    This is ``(diag(y) - y yᵀ) @ grad`` for every row, in O(N) per row, without the N×N matrix.
+
+    Parameters
+    ----------
+    y : array_like
+        The forward output ``softmax(x, axis)``.
+    grad : array_like
+        The gradient of the loss with respect to ``y``; same shape as ``y``.
+    axis, out, backend
+        As in `softmax`; the result dtype is ``numpy.result_type(y, grad)`` under the dtype rules
+        of `softmax`. ``out`` may be ``y`` or ``grad`` itself.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to the logits.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` and ``grad`` differ in shape, besides the errors of `softmax`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fsm
+    >>> y = fsm.softmax(np.array([1.0, 2.0, 3.0]))
+    >>> fsm.softmax_backward(y, np.array([1.0, 0.0, 0.0])).round(4)
+    array([ 0.0819, -0.022 , -0.0599])
+    """
+    return _binary("softmax_backward", ("y", "grad"), y, grad, axis, out, backend)
+
+
+def log_softmax_backward(
+    y: ArrayLike,
+    grad: ArrayLike,
+    axis: int = -1,
+    *,
+    out: np.ndarray | None = None,
+    backend: str | None = None,
+) -> np.ndarray:
+    """Vector-Jacobian product of log-softmax, from its saved output: ``grad - exp(y) * sum(grad)``.
+
+    Parameters
+    ----------
+    y : array_like
+        The forward output ``log_softmax(x, axis)``.
+    grad : array_like
+        The gradient of the loss with respect to ``y``; same shape as ``y``.
+    axis, out, backend
+        As in `softmax_backward`.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to the logits.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fsm
+    >>> y = fsm.log_softmax(np.array([0.0, 0.0]))
+    >>> fsm.log_softmax_backward(y, np.array([1.0, 0.0]))
+    array([ 0.5, -0.5])
+    """
+    return _binary("log_softmax_backward", ("y", "grad"), y, grad, axis, out, backend)
+
+
+def softmax_jvp(
+    x: ArrayLike,
+    v: ArrayLike,
+    axis: int = -1,
+    *,
+    return_softmax: bool = False,
+    out: np.ndarray | tuple[np.ndarray | None, np.ndarray | None] | None = None,
+    backend: str | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Jacobian-vector product of softmax from the logits, fused with the forward pass.
+
+    Computes ``s = softmax(x, axis)`` internally and returns ``s * (v - sum(s * v))``. The
+    softmax Jacobian is symmetric, so this is also the vector-Jacobian product.
+
+    Parameters
+    ----------
+    x : array_like
+        Logits.
+    v : array_like
+        The tangent (or, for reverse mode, the output gradient); same shape as ``x``.
+    axis, backend
+        As in `softmax`; the result dtype is ``numpy.result_type(x, v)`` under its rules.
+    return_softmax : bool, optional
+        Also return ``s``, which the pass computes anyway. Default False.
+    out : ndarray or tuple of two, optional
+        Where to write the product; with ``return_softmax=True`` a pair ``(s_out, jvp_out)``
+        as NumPy's two-output ufuncs take it, either of which may be None.
+
+    Returns
+    -------
+    ndarray or (ndarray, ndarray)
+        The product, or ``(s, product)`` with ``return_softmax=True``.
+
+    Notes
+    -----
+    In a row of ``x`` holding ``+inf`` the Jacobian is the zero matrix (the probabilities no
+    longer move), so the product is 0 there whatever ``v`` holds.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fsm
+    >>> fsm.softmax_jvp(np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 0.0])).round(4)
+    array([ 0.0819, -0.022 , -0.0599])
+    """
+    module = _backends.resolve(backend)
+    s_out, jvp_out = _jvp_outputs(out, return_softmax)
+    a = _checks.as_array(x, "x")
+    b = _checks.as_array(v, "v")
+    _checks.same_shape(a, b, ("x", "v"))
+    ax = _checks.normalize_axis(axis, a.ndim)
+    compute, dtype = _checks.result_dtypes(np.result_type(a, b), "x and v")
+    a = a.astype(compute, copy=False)
+    b = b.astype(compute, copy=False)
+    user_jvp, jvp = _output(jvp_out, a, dtype, compute, (a, b), "out")
+    user_s, s = None, None
+    if return_softmax:
+        # The softmax is written before v is read in full, so it may not overlap v at all.
+        user_s, s = _output(s_out, a, dtype, compute, (a,), "out[0]")
+        if s is user_s and np.may_share_memory(s, b):
+            s = np.empty_like(a)
+        if np.may_share_memory(s, jvp):
+            raise ValueError("the two outputs of softmax_jvp must not share memory")
+    if a.size:
+        module.softmax_jvp(a, b, jvp, s, ax, get_num_threads())
+    result = _deliver(user_jvp, jvp, dtype)
+    if not return_softmax:
+        return result
+    return _deliver(user_s, s, dtype), result  # type: ignore[arg-type]
+
+
+def _jvp_outputs(out: object, return_softmax: bool) -> tuple[object, object]:
+    """Split ``out=`` of `softmax_jvp` into ``(s_out, jvp_out)``."""
+    if not return_softmax:
+        return None, out
+    if out is None:
+        return None, None
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(
+            "with return_softmax=True, out must be a tuple (s_out, jvp_out); "
+            f"got {type(out).__name__}"
+        )
+    return out

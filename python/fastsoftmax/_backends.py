@@ -1,0 +1,89 @@
+"""Which backends exist here, which one a call uses, and why one is missing.
+
+``"cpp"`` is the compiled extension, ``"numba"`` the JIT kernels (imported on first use, since
+importing Numba costs a noticeable fraction of a second), ``"numpy"`` the reference. Each is a
+module with the same five functions; see ``_reference.py`` for the contract.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from types import ModuleType
+
+BACKENDS = ("cpp", "numba", "numpy")
+
+try:
+    from . import _core
+except ImportError as err:  # a source tree without a build, or a wheel for another platform
+    _core = None
+    _CORE_ERROR = (
+        f"the compiled extension fastsoftmax._core did not import ({err}); reinstall with "
+        "`pip install fastsoftmax` (or `pip install .` from a source checkout, which needs a "
+        "C++17 compiler and CMake)"
+    )
+else:
+    _CORE_ERROR = ""
+
+_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+_PYTHON_MODULES = {"numba": "._numba", "numpy": "._reference"}
+_loaded: dict[str, ModuleType] = {}
+
+
+def unavailable_reason(name: str) -> str:
+    if name == "cpp":
+        return _CORE_ERROR
+    if name == "numba" and not _HAVE_NUMBA:
+        return "Numba is not installed; install it with `pip install 'fastsoftmax[numba]'`"
+    return ""
+
+
+def available_backends() -> list[str]:
+    """The backends that work in this environment, in the order ``backend=None`` prefers them.
+
+    Examples
+    --------
+    >>> import fastsoftmax as fsm
+    >>> "numpy" in fsm.available_backends()
+    True
+    """
+    return [name for name in BACKENDS if not unavailable_reason(name)]
+
+
+def _check_name(name: object, source: str) -> str:
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"{source} must be one of {', '.join(map(repr, BACKENDS))}; got {name!r}")
+    return name
+
+
+def _default_backend() -> str:
+    env = os.environ.get("FASTSOFTMAX_BACKEND", "").strip()
+    if env:
+        return _check_name(env, "the environment variable FASTSOFTMAX_BACKEND")
+    return available_backends()[0]
+
+
+# Read once: the environment is part of the import-time configuration, like FASTSOFTMAX_SIMD.
+DEFAULT = _default_backend()
+
+
+def resolve(name: str | None) -> ModuleType:
+    """The backend module for ``backend=name`` (``None``: the default)."""
+    if name is None:
+        name = DEFAULT
+    module = _loaded.get(name)  # type: ignore[arg-type]
+    if module is not None:
+        return module
+    _check_name(name, "backend")
+    reason = unavailable_reason(name)
+    if reason:
+        raise RuntimeError(f"backend {name!r} is not available: {reason}")
+    module = _core if name == "cpp" else importlib.import_module(_PYTHON_MODULES[name], __package__)
+    _loaded[name] = module
+    return module
+
+
+def core() -> ModuleType | None:
+    """The compiled extension, or ``None`` when it did not import."""
+    return _core

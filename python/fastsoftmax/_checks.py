@@ -1,0 +1,89 @@
+"""Argument checks shared by the public functions: dtypes, axis, ``out=``, memory overlap."""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+from numpy.exceptions import AxisError
+
+_FLOAT16 = np.dtype(np.float16)
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
+
+def as_array(value: object, name: str) -> np.ndarray:
+    """``np.asarray(value)``, refusing dtypes that have no softmax."""
+    array = np.asarray(value)
+    result_dtypes(array.dtype, name)
+    return array
+
+
+def result_dtypes(dtype: np.dtype, name: str) -> tuple[np.dtype, np.dtype]:
+    """``(compute dtype, result dtype)`` for an input dtype.
+
+    float32 and float64 are computed as they are, float16 in float32 (its 11-bit mantissa would
+    make the row sums useless), integers and bools in float64 as ``np.exp`` does.
+    """
+    if dtype.kind == "f" and dtype.itemsize in (4, 8):
+        native = _FLOAT32 if dtype.itemsize == 4 else _FLOAT64
+        return native, native
+    if dtype.kind == "f" and dtype.itemsize == 2:
+        return _FLOAT32, _FLOAT16
+    if dtype.kind in "biu":
+        return _FLOAT64, _FLOAT64
+    raise TypeError(
+        f"{name} must hold real numbers (float16/32/64, integer or bool); got dtype {dtype}"
+        + (" (longdouble is not supported: cast to float64)" if dtype.kind == "f" else "")
+    )
+
+
+def normalize_axis(axis: object, ndim: int) -> int:
+    """``axis`` as a non-negative index, with NumPy's error for one out of range."""
+    if isinstance(axis, bool):
+        raise TypeError(f"axis must be an integer; got {axis!r}")
+    try:
+        index = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an integer; got {axis!r}") from None
+    if not -ndim <= index < ndim:
+        raise AxisError(index, ndim)  # also for 0-d input, which has no axis
+    return index % ndim
+
+
+def same_shape(first: np.ndarray, second: np.ndarray, names: tuple[str, str]) -> None:
+    if first.shape != second.shape:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape; "
+            f"got {first.shape} and {second.shape}"
+        )
+
+
+def check_out(out: object, shape: tuple[int, ...], dtype: np.dtype, name: str) -> np.ndarray:
+    """Refuse an ``out`` array the result cannot be written into exactly."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray; got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{name} must have the result's shape {shape}; got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} must have the result's dtype {dtype}; got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return out
+
+
+def _same_view(first: np.ndarray, second: np.ndarray) -> bool:
+    return (
+        first.dtype == second.dtype
+        and first.strides == second.strides
+        and first.__array_interface__["data"][0] == second.__array_interface__["data"][0]
+    )
+
+
+def needs_scratch(out: np.ndarray, inputs: tuple[np.ndarray, ...]) -> bool:
+    """Whether ``out`` overlaps an input other than by being exactly that input.
+
+    Every kernel reads element i of its inputs before it writes element i of its output, so
+    ``out`` may *be* an input; any other overlap is computed into a scratch array first.
+    """
+    return any(np.may_share_memory(out, array) and not _same_view(out, array) for array in inputs)

@@ -1,0 +1,77 @@
+"""Plain NumPy backend: the readable statement of what every backend computes.
+
+Every function here has the backend signature the public API calls (see ``_api.py``): the arrays
+have one shape and one float dtype (float32 or float64), ``axis`` is a valid non-negative axis,
+the arrays are not empty, and ``out`` either shares no memory with an input or *is* that input.
+``threads`` is accepted for a uniform signature; NumPy decides its own threading.
+
+[Note: rows whose maximum is +inf]
+Subtracting the row maximum makes every other row safe, but in a row holding +inf it gives
+``inf - inf = nan``. We return the limit instead: the +inf entries share probability 1 equally,
+so their shifted value is 0 and every other entry's is -inf. ``np.max`` propagates NaN, so a row
+whose maximum is +inf holds no NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
+    """``x - max(x)`` along ``axis``, with the +inf-row limit described in the module note."""
+    row_max = np.max(x, axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore"):  # inf - inf, handled just below
+        shifted = x - row_max
+    inf_rows = np.isposinf(row_max)
+    if inf_rows.any():
+        limit = np.where(np.isposinf(x), 0.0, -np.inf).astype(x.dtype)
+        shifted = np.where(inf_rows, limit, shifted)
+    return shifted
+
+
+def _exp_and_sum(shifted: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    exps = np.exp(shifted)
+    return exps, np.sum(exps, axis=axis, keepdims=True)
+
+
+def softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None:
+    exps, total = _exp_and_sum(_shifted(x, axis), axis)
+    with np.errstate(invalid="ignore"):  # an all -inf row is 0/0: NaN by design
+        np.divide(exps, total, out=out)
+
+
+def log_softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None:
+    shifted = _shifted(x, axis)
+    _, total = _exp_and_sum(shifted, axis)
+    with np.errstate(divide="ignore", invalid="ignore"):  # log(0) and -inf - -inf: by design
+        np.subtract(shifted, np.log(total), out=out)
+
+
+def softmax_backward(
+    y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
+) -> None:
+    dot = np.sum(y * grad, axis=axis, keepdims=True)
+    np.multiply(y, grad - dot, out=out)
+
+
+def log_softmax_backward(
+    y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
+) -> None:
+    total = np.sum(grad, axis=axis, keepdims=True)
+    np.subtract(grad, np.exp(y) * total, out=out)
+
+
+def softmax_jvp(
+    x: np.ndarray,
+    v: np.ndarray,
+    out: np.ndarray,
+    s_out: np.ndarray | None,
+    axis: int,
+    threads: int,
+) -> None:
+    s = np.empty_like(x) if s_out is None else s_out
+    inf_rows = np.isposinf(np.max(x, axis=axis, keepdims=True))
+    softmax(x, s, axis, threads)
+    dot = np.sum(s * v, axis=axis, keepdims=True)
+    # In a +inf row the Jacobian is exactly zero (see the module note), whatever v holds.
+    np.copyto(out, np.where(inf_rows, 0, s * (v - dot)))

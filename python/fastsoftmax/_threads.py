@@ -1,0 +1,63 @@
+"""The thread count the C++ and Numba backends use.
+
+[Note: how the limits combine]
+The default is ``OMP_NUM_THREADS`` when it is set, else the cores this process may run on
+(its CPU affinity, which containers and ``taskset`` restrict). ``set_num_threads`` replaces it
+for every Python thread. The C++ backend further caps each call at OpenMP's own limit in the
+calling thread (``omp_get_max_threads``), which is what ``threadpoolctl.threadpool_limits``
+lowers; ``set_num_threads`` raises that limit in the calling thread so an explicit request
+above ``OMP_NUM_THREADS`` is honoured there.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+
+from ._backends import core
+
+
+def _default_threads() -> int:
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not every platform has affinity
+        return os.cpu_count() or 1
+
+
+_num_threads = _default_threads()
+
+
+def get_num_threads() -> int:
+    """The number of threads the C++ and Numba backends use for one call.
+
+    Small calls run on one thread whatever this says: waking threads costs more than they save.
+    """
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (``n >= 1``) in the C++ and Numba backends from now on.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer.
+    ValueError
+        If ``n`` is less than 1.
+    """
+    global _num_threads
+    if isinstance(n, bool):
+        raise TypeError(f"set_num_threads() takes an integer; got {n!r}")
+    try:
+        count = operator.index(n)
+    except TypeError:
+        raise TypeError(f"set_num_threads() takes an integer; got {n!r}") from None
+    if count < 1:
+        raise ValueError(f"set_num_threads() needs a thread count of at least 1; got {count}")
+    _num_threads = count
+    extension = core()
+    if extension is not None:
+        extension.set_openmp_threads(count)
