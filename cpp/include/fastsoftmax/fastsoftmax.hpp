@@ -1,0 +1,60 @@
+// fastsoftmax: the plain C++ API. Raw pointers, shapes and strides; no Python here.
+//
+// One call computes one operation over an N-d strided array along one axis. The caller
+// guarantees: every operand has `shape`, strides are in elements (any sign), the outputs share
+// no memory with the inputs unless an output is exactly an input (same pointer and strides),
+// and `s` never overlaps `g`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fastsoftmax {
+
+enum class Op : int {
+  softmax,               // out = exp(x - max) / sum(exp(x - max))
+  log_softmax,           // out = x - max - log(sum(exp(x - max)))
+  softmax_backward,      // out = x * (g - sum(x * g)), x being the saved softmax
+  log_softmax_backward,  // out = g - exp(x) * sum(g), x being the saved log-softmax
+  softmax_jvp,           // s = softmax(x); out = s * (g - sum(s * g)); s written if given
+};
+
+enum class DType : int { float32, float64 };
+
+// One operand of a call: its first element and its strides, in elements, one per dimension.
+struct ArrayRef {
+  void* data = nullptr;
+  const std::int64_t* strides = nullptr;
+};
+
+struct Call {
+  Op op = Op::softmax;
+  DType dtype = DType::float32;
+  int ndim = 0;
+  const std::int64_t* shape = nullptr;
+  int axis = 0;  // non-negative, < ndim
+  ArrayRef x;    // the input (logits, or the saved forward output for the backward ops)
+  ArrayRef g;    // the second input (gradient or tangent); unused by the forward ops
+  ArrayRef out;  // the result
+  ArrayRef s;    // softmax_jvp only, optional: also receives softmax(x)
+  int threads = 1;
+};
+
+// Runs `call` with the kernels of the selected SIMD level. Throws std::bad_alloc if the
+// per-thread scratch rows cannot be allocated; nothing else.
+void compute(const Call& call);
+
+// SIMD levels, best first: "avx512" (x86-64-v4), "avx2" (x86-64-v3), "baseline".
+std::vector<std::string> supported_simd_levels();  // the ones this CPU can run
+std::string simd_level();                           // the one in use
+// Switches the level for the whole process. Throws std::invalid_argument for a name that is
+// unknown or not supported by this CPU.
+void set_simd_level(const std::string& name);
+
+bool openmp_enabled();
+// The largest thread count a call may use now (OpenMP's limit in the calling thread).
+int max_threads();
+void set_max_threads(int threads);
+
+}  // namespace fastsoftmax

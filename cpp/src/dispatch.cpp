@@ -1,0 +1,138 @@
+// Picks the kernels' instruction-set level once: the best this CPU runs, or the one
+// FASTSOFTMAX_SIMD names (so every level can be tested on one machine), switchable later by
+// set_simd_level for the tests.
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "block.hpp"
+
+namespace fastsoftmax {
+namespace {
+
+struct Level {
+  const char* name;
+  BlockKernel kernel;
+  ExpKernel exp;
+  bool (*supported)();
+};
+
+bool always() { return true; }
+
+#if defined(FASTSOFTMAX_X86)
+// The feature sets of x86-64-v3 and x86-64-v4, which the levels are compiled for.
+// __builtin_cpu_supports also checks that the OS saves the wider registers.
+bool has_v3() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+         __builtin_cpu_supports("f16c") && __builtin_cpu_supports("movbe") &&
+         __builtin_cpu_supports("lzcnt");
+}
+bool has_v4() {
+  return has_v3() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vl");
+}
+const Level kLevels[] = {
+    {"avx512", avx512::run_block, avx512::exp_array, has_v4},
+    {"avx2", avx2::run_block, avx2::exp_array, has_v3},
+    {"baseline", baseline::run_block, baseline::exp_array, always},
+};
+#else
+const Level kLevels[] = {{"baseline", baseline::run_block, baseline::exp_array, always}};
+#endif
+
+const Level* find(const std::string& name) {
+  for (const Level& level : kLevels) {
+    if (name == level.name) return &level;
+  }
+  return nullptr;
+}
+
+const Level* check(const std::string& name, const char* source) {
+  const Level* level = find(name);
+  std::string known;
+  for (const Level& l : kLevels) known += std::string(known.empty() ? "" : ", ") + l.name;
+  if (!level) {
+    throw std::invalid_argument(std::string(source) + " must be one of " + known + "; got '" +
+                                name + "'");
+  }
+  if (!level->supported()) {
+    throw std::invalid_argument(std::string(source) + " = '" + name +
+                                "' is not supported by this CPU");
+  }
+  return level;
+}
+
+const Level* initial_level() {
+  const char* env = std::getenv("FASTSOFTMAX_SIMD");
+  if (env && *env) return check(env, "FASTSOFTMAX_SIMD");
+  for (const Level& level : kLevels) {
+    if (level.supported()) return &level;
+  }
+  return &kLevels[std::size(kLevels) - 1];
+}
+
+// Set before the first call (module import), then only by set_simd_level.
+std::atomic<const Level*> g_level{nullptr};
+
+const Level& current() {
+  const Level* level = g_level.load(std::memory_order_acquire);
+  if (!level) {
+    level = initial_level();
+    g_level.store(level, std::memory_order_release);
+  }
+  return *level;
+}
+
+}  // namespace
+
+BlockKernel selected_kernel() { return current().kernel; }
+
+ExpKernel selected_exp() { return current().exp; }
+
+std::string simd_level() { return current().name; }
+
+std::vector<std::string> supported_simd_levels() {
+  std::vector<std::string> names;
+  for (const Level& level : kLevels) {
+    if (level.supported()) names.emplace_back(level.name);
+  }
+  return names;
+}
+
+void set_simd_level(const std::string& name) {
+  g_level.store(check(name, "the SIMD level"), std::memory_order_release);
+}
+
+bool openmp_enabled() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+void set_max_threads(int threads) {
+#ifdef _OPENMP
+  omp_set_num_threads(threads);
+#else
+  (void)threads;
+#endif
+}
+
+}  // namespace fastsoftmax

@@ -1,0 +1,103 @@
+// Turns an N-d call into (M, N, K) blocks without copying anything.
+//
+// [Note: merging dimensions]
+// The dimensions other than the axis are ordered by the output's stride, largest first, and two
+// neighbours merge when every operand steps through them as through one dimension
+// (stride[a] == stride[b] * shape[b]). A C- or Fortran-contiguous array, along any axis, ends
+// with at most two groups: M (outer) and K (inner). Arrays sliced so that more groups remain
+// are walked one block per index of the extra outer groups.
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include "block.hpp"
+
+namespace fastsoftmax {
+namespace {
+
+struct Group {
+  std::int64_t size;
+  std::int64_t stride[4];  // x, g, out, s
+};
+
+const ArrayRef& operand(const Call& call, int i) {
+  const ArrayRef* refs[4] = {&call.x, &call.g, &call.out, &call.s};
+  return *refs[i];
+}
+
+std::vector<Group> merged_groups(const Call& call) {
+  std::vector<int> dims;
+  for (int d = 0; d < call.ndim; ++d) {
+    if (d != call.axis && call.shape[d] != 1) dims.push_back(d);
+  }
+  std::stable_sort(dims.begin(), dims.end(), [&](int a, int b) {
+    return std::llabs(call.out.strides[a]) > std::llabs(call.out.strides[b]);
+  });
+  std::vector<Group> groups;
+  for (int d : dims) {
+    Group next{call.shape[d], {0, 0, 0, 0}};
+    for (int i = 0; i < 4; ++i) {
+      const ArrayRef& ref = operand(call, i);
+      if (ref.data) next.stride[i] = ref.strides[d];
+    }
+    if (!groups.empty()) {
+      Group& last = groups.back();
+      bool mergeable = true;
+      for (int i = 0; i < 4; ++i) mergeable &= last.stride[i] == next.stride[i] * next.size;
+      if (mergeable) {
+        last.size *= next.size;
+        std::copy(next.stride, next.stride + 4, last.stride);
+        continue;
+      }
+    }
+    groups.push_back(next);
+  }
+  return groups;
+}
+
+}  // namespace
+
+void compute(const Call& call) {
+  std::vector<Group> groups = merged_groups(call);
+  // The last group (smallest stride) is K, the one before it M; any others are looped here.
+  Group unit{1, {0, 0, 0, 0}};
+  const Group inner = groups.empty() ? unit : groups.back();
+  const Group outer = groups.size() < 2 ? unit : groups[groups.size() - 2];
+  const std::size_t looped = groups.size() < 2 ? 0 : groups.size() - 2;
+
+  Block block;
+  block.op = call.op;
+  block.dtype = call.dtype;
+  block.m = outer.size;
+  block.n = call.shape[call.axis];
+  block.k = inner.size;
+  Operand* operands[4] = {&block.x, &block.g, &block.out, &block.s};
+  for (int i = 0; i < 4; ++i) {
+    const ArrayRef& ref = operand(call, i);
+    if (!ref.data) continue;
+    operands[i]->stride[0] = outer.stride[i];
+    operands[i]->stride[1] = ref.strides[call.axis];
+    operands[i]->stride[2] = inner.stride[i];
+  }
+
+  const std::size_t itemsize = call.dtype == DType::float32 ? 4 : 8;
+  const BlockKernel kernel = selected_kernel();
+  std::vector<std::int64_t> index(looped, 0);
+  while (true) {
+    for (int i = 0; i < 4; ++i) {
+      const ArrayRef& ref = operand(call, i);
+      if (!ref.data) continue;
+      std::int64_t offset = 0;
+      for (std::size_t j = 0; j < looped; ++j) offset += index[j] * groups[j].stride[i];
+      operands[i]->data = static_cast<char*>(ref.data) + offset * static_cast<std::int64_t>(itemsize);
+    }
+    kernel(block, call.threads);
+    // Odometer over the looped groups, last fastest.
+    std::size_t j = looped;
+    while (j > 0 && ++index[j - 1] == groups[j - 1].size) index[--j] = 0;
+    if (j == 0) break;
+  }
+}
+
+}  // namespace fastsoftmax
