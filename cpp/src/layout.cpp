@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <vector>
 
 #include "block.hpp"
 
@@ -26,23 +25,32 @@ const ArrayRef& operand(const Call& call, int i) {
   return *refs[i];
 }
 
-std::vector<Group> merged_groups(const Call& call) {
-  std::vector<int> dims;
+// Fixed capacity (NumPy allows at most 64 dimensions): no allocation on the per-call path.
+constexpr int kMaxDims = 64;
+struct Groups {
+  Group group[kMaxDims];
+  int count = 0;
+};
+
+Groups merged_groups(const Call& call) {
+  int dims[kMaxDims];
+  int ndims = 0;
   for (int d = 0; d < call.ndim; ++d) {
-    if (d != call.axis && call.shape[d] != 1) dims.push_back(d);
+    if (d != call.axis && call.shape[d] != 1) dims[ndims++] = d;
   }
-  std::stable_sort(dims.begin(), dims.end(), [&](int a, int b) {
+  std::stable_sort(dims, dims + ndims, [&](int a, int b) {
     return std::llabs(call.out.strides[a]) > std::llabs(call.out.strides[b]);
   });
-  std::vector<Group> groups;
-  for (int d : dims) {
+  Groups groups;
+  for (int i = 0; i < ndims; ++i) {
+    const int d = dims[i];
     Group next{call.shape[d], {0, 0, 0, 0}};
     for (int i = 0; i < 4; ++i) {
       const ArrayRef& ref = operand(call, i);
       if (ref.data) next.stride[i] = ref.strides[d];
     }
-    if (!groups.empty()) {
-      Group& last = groups.back();
+    if (groups.count > 0) {
+      Group& last = groups.group[groups.count - 1];
       bool mergeable = true;
       for (int i = 0; i < 4; ++i) mergeable &= last.stride[i] == next.stride[i] * next.size;
       if (mergeable) {
@@ -51,7 +59,7 @@ std::vector<Group> merged_groups(const Call& call) {
         continue;
       }
     }
-    groups.push_back(next);
+    groups.group[groups.count++] = next;
   }
   return groups;
 }
@@ -59,12 +67,13 @@ std::vector<Group> merged_groups(const Call& call) {
 }  // namespace
 
 void compute(const Call& call) {
-  std::vector<Group> groups = merged_groups(call);
+  const Groups groups = merged_groups(call);
   // The last group (smallest stride) is K, the one before it M; any others are looped here.
-  Group unit{1, {0, 0, 0, 0}};
-  const Group inner = groups.empty() ? unit : groups.back();
-  const Group outer = groups.size() < 2 ? unit : groups[groups.size() - 2];
-  const std::size_t looped = groups.size() < 2 ? 0 : groups.size() - 2;
+  const Group unit{1, {0, 0, 0, 0}};
+  const int count = groups.count;
+  const Group inner = count < 1 ? unit : groups.group[count - 1];
+  const Group outer = count < 2 ? unit : groups.group[count - 2];
+  const int looped = count < 2 ? 0 : count - 2;
 
   Block block;
   block.op = call.op;
@@ -83,19 +92,19 @@ void compute(const Call& call) {
 
   const std::size_t itemsize = call.dtype == DType::float32 ? 4 : 8;
   const BlockKernel kernel = selected_kernel();
-  std::vector<std::int64_t> index(looped, 0);
+  std::int64_t index[kMaxDims] = {};
   while (true) {
     for (int i = 0; i < 4; ++i) {
       const ArrayRef& ref = operand(call, i);
       if (!ref.data) continue;
       std::int64_t offset = 0;
-      for (std::size_t j = 0; j < looped; ++j) offset += index[j] * groups[j].stride[i];
+      for (int j = 0; j < looped; ++j) offset += index[j] * groups.group[j].stride[i];
       operands[i]->data = static_cast<char*>(ref.data) + offset * static_cast<std::int64_t>(itemsize);
     }
     kernel(block, call.threads);
     // Odometer over the looped groups, last fastest.
-    std::size_t j = looped;
-    while (j > 0 && ++index[j - 1] == groups[j - 1].size) index[--j] = 0;
+    int j = looped;
+    while (j > 0 && ++index[j - 1] == groups.group[j - 1].size) index[--j] = 0;
     if (j == 0) break;
   }
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <algorithm>
 #include <vector>
 
 #include "block.hpp"
@@ -19,55 +20,63 @@ using fastsoftmax::Op;
 
 namespace {
 
+// NumPy's dtype numbers, looked up once: py::dtype::of<T>() builds a new object on every call.
+int g_float32_num = 0;
+int g_float64_num = 0;
+
 DType dtype_of(const py::array& a) {
-  if (a.dtype().is(py::dtype::of<float>())) return DType::float32;
-  if (a.dtype().is(py::dtype::of<double>())) return DType::float64;
+  const int num = a.dtype().num();
+  if (num == g_float32_num) return DType::float32;
+  if (num == g_float64_num) return DType::float64;
   throw py::type_error("fastsoftmax._core takes float32 or float64 arrays; got " +
                        std::string(py::str(a.dtype())));
 }
 
+constexpr int kMaxDims = 64;  // NumPy 2's NPY_MAXDIMS; NumPy 1 allows 32
+
 // An operand's element strides, refusing what the kernels cannot address.
 struct Operand {
   fastsoftmax::ArrayRef ref;
-  std::vector<std::int64_t> strides;
+  std::int64_t strides[kMaxDims];
 };
 
-Operand operand(const py::array& a, const py::array& like, bool writeable, const char* name) {
+void check_operand(const py::array& a, const py::array& like, bool writeable, const char* name,
+                   Operand& op) {
   if (dtype_of(a) != dtype_of(like)) throw py::type_error(std::string(name) + ": dtypes differ");
-  if (a.ndim() != like.ndim() ||
-      !std::equal(a.shape(), a.shape() + a.ndim(), like.shape())) {
+  if (a.ndim() != like.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), like.shape())) {
     throw py::value_error(std::string(name) + ": shapes differ");
   }
   if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " is read-only");
   const auto itemsize = static_cast<std::int64_t>(a.itemsize());
-  Operand op;
   op.ref.data = const_cast<void*>(a.data());
   if (reinterpret_cast<std::uintptr_t>(op.ref.data) % static_cast<std::uintptr_t>(itemsize)) {
     throw py::value_error(std::string(name) + " is not aligned");
   }
   for (py::ssize_t d = 0; d < a.ndim(); ++d) {
     if (a.strides(d) % itemsize) throw py::value_error(std::string(name) + " is not aligned");
-    op.strides.push_back(a.strides(d) / itemsize);
+    op.strides[d] = a.strides(d) / itemsize;
   }
-  op.ref.strides = op.strides.data();
-  return op;
+  op.ref.strides = op.strides;
 }
 
 void run(Op op, const py::array& x, const py::object& g, const py::array& out,
          const py::object& s, int axis, int threads) {
-  if (x.ndim() < 1 || axis < 0 || axis >= x.ndim()) throw py::value_error("bad axis");
-  std::vector<std::int64_t> shape(x.shape(), x.shape() + x.ndim());
-  const Operand ox = operand(x, x, false, "x");
-  Operand og, os;
-  if (!g.is_none()) og = operand(g.cast<py::array>(), x, false, "grad");
-  const Operand oo = operand(out, x, true, "out");
-  if (!s.is_none()) os = operand(s.cast<py::array>(), x, true, "s_out");
+  if (x.ndim() < 1 || x.ndim() > kMaxDims || axis < 0 || axis >= x.ndim()) {
+    throw py::value_error("bad axis or number of dimensions");
+  }
+  std::int64_t shape[kMaxDims];
+  std::copy(x.shape(), x.shape() + x.ndim(), shape);
+  Operand ox, og, oo, os;
+  check_operand(x, x, false, "x", ox);
+  if (!g.is_none()) check_operand(g.cast<py::array>(), x, false, "grad", og);
+  check_operand(out, x, true, "out", oo);
+  if (!s.is_none()) check_operand(s.cast<py::array>(), x, true, "s_out", os);
 
   fastsoftmax::Call call;
   call.op = op;
   call.dtype = dtype_of(x);
   call.ndim = static_cast<int>(x.ndim());
-  call.shape = shape.data();
+  call.shape = shape;
   call.axis = axis;
   call.x = ox.ref;
   call.g = og.ref;
@@ -92,6 +101,8 @@ py::array exp_values(const py::array& x) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastsoftmax's compiled kernels; use the functions of the fastsoftmax package.";
+  g_float32_num = py::dtype::of<float>().num();
+  g_float64_num = py::dtype::of<double>().num();
   const auto x = py::arg("x").noconvert();
   const auto out = py::arg("out").noconvert();
   m.def("softmax", [](const py::array& x, const py::array& out, int axis, int threads) {

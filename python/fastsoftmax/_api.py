@@ -22,16 +22,22 @@ def _output(
     if out is None:
         # empty_like keeps the input's memory order, so an F-ordered input gets an F-ordered
         # result and the kernels see the same layout twice.
-        return None, np.empty_like(like, dtype=compute)
+        return None, np.empty_like(like)
     checked = _checks.check_out(out, like.shape, dtype, name)
-    if compute != dtype or _checks.needs_scratch(checked, inputs):
-        return checked, np.empty_like(like, dtype=compute)
+    if compute is not dtype or _checks.needs_scratch(checked, inputs):
+        return checked, np.empty_like(like)
     return checked, checked
+
+
+def _as_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    # Native float dtypes are singletons, so `is` settles the common case cheaply; a byte-swapped
+    # float32 compares unequal and is converted.
+    return array if array.dtype is dtype else array.astype(dtype)
 
 
 def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if user_out is None:
-        return written if written.dtype == dtype else written.astype(dtype)
+        return written if written.dtype is dtype else written.astype(dtype)
     if user_out is not written:
         np.copyto(user_out, written, casting="unsafe")  # float32 -> float16 results
     return user_out
@@ -39,10 +45,10 @@ def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) 
 
 def _unary(op_name: str, x: ArrayLike, axis: int, out: object, backend: str | None) -> np.ndarray:
     module = _backends.resolve(backend)
-    x = _checks.as_array(x, "x")
+    x = _checks.as_array(x)
     ax = _checks.normalize_axis(axis, x.ndim)
     compute, dtype = _checks.result_dtypes(x.dtype, "x")
-    x = x.astype(compute, copy=False)
+    x = _as_dtype(x, compute)
     user_out, written = _output(out, x, dtype, compute, (x,), "out")
     if x.size:
         getattr(module, op_name)(x, written, ax, get_num_threads())
@@ -59,13 +65,12 @@ def _binary(
     backend: str | None,
 ) -> np.ndarray:
     module = _backends.resolve(backend)
-    a = _checks.as_array(first, names[0])
-    b = _checks.as_array(second, names[1])
+    a = _checks.as_array(first)
+    b = _checks.as_array(second)
     _checks.same_shape(a, b, names)
     ax = _checks.normalize_axis(axis, a.ndim)
-    compute, dtype = _checks.result_dtypes(np.result_type(a, b), f"{names[0]} and {names[1]}")
-    a = a.astype(compute, copy=False)
-    b = b.astype(compute, copy=False)
+    compute, dtype = _checks.result_dtypes(_checks.common_dtype(a, b, names), names[0])
+    a, b = _as_dtype(a, compute), _as_dtype(b, compute)
     user_out, written = _output(out, a, dtype, compute, (a, b), "out")
     if a.size:
         getattr(module, op_name)(a, b, written, ax, get_num_threads())
@@ -265,13 +270,12 @@ def softmax_jvp(
     """
     module = _backends.resolve(backend)
     s_out, jvp_out = _jvp_outputs(out, return_softmax)
-    a = _checks.as_array(x, "x")
-    b = _checks.as_array(v, "v")
+    a = _checks.as_array(x)
+    b = _checks.as_array(v)
     _checks.same_shape(a, b, ("x", "v"))
     ax = _checks.normalize_axis(axis, a.ndim)
-    compute, dtype = _checks.result_dtypes(np.result_type(a, b), "x and v")
-    a = a.astype(compute, copy=False)
-    b = b.astype(compute, copy=False)
+    compute, dtype = _checks.result_dtypes(_checks.common_dtype(a, b, ("x", "v")), "x")
+    a, b = _as_dtype(a, compute), _as_dtype(b, compute)
     user_jvp, jvp = _output(jvp_out, a, dtype, compute, (a, b), "out")
     user_s, s = None, None
     if return_softmax:
