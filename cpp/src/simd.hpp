@@ -11,7 +11,7 @@
 #include <cstring>
 #include <limits>
 
-#if defined(__AVX512F__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -32,18 +32,22 @@ struct Types<float> {
   typedef float Vec __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
   typedef float Unaligned __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES), aligned(4)));
   typedef std::int32_t Int __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
+  typedef std::uint32_t Uint __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
 };
 template <>
 struct Types<double> {
   typedef double Vec __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
   typedef double Unaligned __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES), aligned(8)));
   typedef std::int64_t Int __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
+  typedef std::uint64_t Uint __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
 };
 
 template <class T>
 using Vec = typename Types<T>::Vec;
 template <class T>
 using IntVec = typename Types<T>::Int;
+template <class T>
+using UintVec = typename Types<T>::Uint;
 template <class T>
 inline constexpr std::int64_t kLanes = FASTSOFTMAX_VECTOR_BYTES / sizeof(T);
 
@@ -89,11 +93,41 @@ inline void store_first(T* p, Vec<T> v, std::int64_t count) {
 #endif
 }
 
-// max that ignores NaN in `a` (a comparison with NaN is false): the kernels find NaN through
-// the sums instead, where it propagates by itself.
+// max(a, b) and min(a, b) with x86's rule: when either is NaN the result is b. The kernels rely
+// on it: max(load, running) skips NaN (found later through the sums, where it propagates by
+// itself), and exp's clamps max(lowest, x) keep a NaN x. Intrinsics because GCC compiles the
+// equivalent `a > b ? a : b` on vectors to a compare and a blend, twice the instructions.
 template <class T>
 inline Vec<T> max(Vec<T> a, Vec<T> b) {
+#if defined(__AVX512F__)
+  // The masked form with a full mask is the same instruction; the unmasked intrinsic trips
+  // GCC 12's -Wuninitialized inside its own header (GCC bug 105593).
+  if constexpr (sizeof(T) == 4) return _mm512_mask_max_ps(a, 0xFFFF, a, b);
+  else return _mm512_mask_max_pd(a, 0xFF, a, b);
+#elif defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) return _mm256_max_ps(a, b);
+  else return _mm256_max_pd(a, b);
+#elif defined(__SSE2__)
+  if constexpr (sizeof(T) == 4) return _mm_max_ps(a, b);
+  else return _mm_max_pd(a, b);
+#else
   return a > b ? a : b;
+#endif
+}
+template <class T>
+inline Vec<T> min(Vec<T> a, Vec<T> b) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) return _mm512_mask_min_ps(a, 0xFFFF, a, b);
+  else return _mm512_mask_min_pd(a, 0xFF, a, b);
+#elif defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) return _mm256_min_ps(a, b);
+  else return _mm256_min_pd(a, b);
+#elif defined(__SSE2__)
+  if constexpr (sizeof(T) == 4) return _mm_min_ps(a, b);
+  else return _mm_min_pd(a, b);
+#else
+  return a < b ? a : b;
+#endif
 }
 
 template <class T>

@@ -5,14 +5,16 @@
 //   exact for every n reached) and a tail.
 // - exp(r): float, Cephes' degree-7 form 1 + r + r^2 P(r) with P of degree 5; double, the
 //   Taylor polynomial of degree 13 (its truncation error is below 0.02 ulp on the interval).
-// - 2^n is built in the exponent bits, as 2^(n/2) * 2^(n - n/2) so that n down to the
-//   subnormal range and up to the overflow threshold never leaves the normal exponents.
+// - 2^n: AVX-512's vscalef; elsewhere built in the exponent bits, as 2^(n/2) * 2^(n - n/2) so
+//   that n down to the subnormal range and up to the overflow threshold stays representable.
 //
 // Accuracy, measured against std::exp over every float (tests/test_exp.py through the module's
 // private `_exp` hook): float within 2 ulp, double within 2 ulp, for normal results;
 // subnormal results within 1 unit of the smallest subnormal (gradual underflow).
 // Special values: exp(NaN) = NaN, exp(+inf) = +inf, exp(-inf) = 0; results overflow to +inf
-// above ln(max) and underflow to 0 below ln(min_subnormal / 2), like std::exp.
+// above ln(max) and underflow to 0 below ln(min_subnormal / 2), like std::exp. No fix-up pass
+// is needed for them: the input is clamped to [lowest, highest], whose exps compute to exactly
+// 0 and +inf, and the clamps pass NaN through, which the arithmetic then propagates.
 #pragma once
 
 #include <cstdint>
@@ -27,14 +29,14 @@ struct ExpConstants;
 
 template <>
 struct ExpConstants<float> {
-  static constexpr float lowest = -104.0f;  // exp below it rounds to 0
-  static constexpr float highest = 89.0f;   // exp above it is +inf
+  static constexpr float lowest = -104.0f;  // exp(-104) computes to 0 (below min_subnormal / 2)
+  static constexpr float highest = 89.0f;   // exp(89) computes to +inf
   static constexpr float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   static constexpr float log2e = 1.44269504088896341f;
   static constexpr float ln2_head = 0.693359375f;  // 9 significant bits
   static constexpr float ln2_tail = -2.12194440e-4f;
   static constexpr int mantissa_bits = 23;
-  static constexpr int exponent_bias = 127;
+  static constexpr unsigned exponent_bias = 127;
 
   static Vec<float> exp_reduced(Vec<float> r) {
     // Cephes expf coefficients, highest degree first.
@@ -50,14 +52,14 @@ struct ExpConstants<float> {
 
 template <>
 struct ExpConstants<double> {
-  static constexpr double lowest = -746.0;
-  static constexpr double highest = 710.0;
+  static constexpr double lowest = -746.0;  // as for float: exactly 0
+  static constexpr double highest = 710.0;  // and +inf
   static constexpr double magic = 6755399441055744.0;  // 1.5 * 2^52
   static constexpr double log2e = 1.4426950408889634074;
   static constexpr double ln2_head = 6.93145751953125e-1;  // 21 significant bits
   static constexpr double ln2_tail = 1.42860682030941723212e-6;
   static constexpr int mantissa_bits = 52;
-  static constexpr int exponent_bias = 1023;
+  static constexpr unsigned exponent_bias = 1023;
 
   static Vec<double> exp_reduced(Vec<double> r) {
     // Taylor coefficients 1/k!, k = 13 down to 0, evaluated by Horner's rule.
@@ -81,28 +83,29 @@ struct ExpConstants<double> {
 template <class T>
 inline Vec<T> exp(Vec<T> x) {
   using C = ExpConstants<T>;
-  using I = IntVec<T>;
-  // Clamp first so the integer arithmetic below stays in range; NaN compares false and becomes
-  // `lowest` here, then is restored at the end.
-  Vec<T> xc = x >= C::lowest ? x : splat<T>(C::lowest);
-  xc = xc <= C::highest ? xc : splat<T>(C::highest);
+  const Vec<T> xc = min<T>(splat<T>(C::highest), max<T>(splat<T>(C::lowest), x));
 
   const Vec<T> shifted = xc * C::log2e + C::magic;  // round(x / ln 2) sits in the low bits
   const Vec<T> n = shifted - C::magic;
-  const I n_int = bits<T>(shifted) - bits<T>(splat<T>(C::magic));
   Vec<T> r = xc - n * C::ln2_head;
   r = r - n * C::ln2_tail;
   const Vec<T> p = C::exp_reduced(r);
-
+#if defined(__AVX512F__)
+  // vscalef computes p * 2^n in one instruction, rounding once into the subnormals.
+  // (Masked form with a full mask: see simd::max on GCC bug 105593.)
+  if constexpr (sizeof(T) == 4) return _mm512_mask_scalef_ps(p, 0xFFFF, p, n);
+  else return _mm512_mask_scalef_pd(p, 0xFF, p, n);
+#else
+  using I = IntVec<T>;
+  using U = UintVec<T>;
+  // 2^n in the exponent bits, unsigned so that a NaN input's meaningless n shifts without UB.
+  const I n_int = bits<T>(shifted) - bits<T>(splat<T>(C::magic));
   const I half = n_int >> 1;
   const I rest = n_int - half;
-  const Vec<T> scale_a = bitcast<T>((half + C::exponent_bias) << C::mantissa_bits);
-  const Vec<T> scale_b = bitcast<T>((rest + C::exponent_bias) << C::mantissa_bits);
-  Vec<T> result = (p * scale_a) * scale_b;
-
-  result = x < C::lowest ? splat<T>(0) : result;
-  result = x > C::highest ? splat(std::numeric_limits<T>::infinity()) : result;
-  return x == x ? result : x;  // NaN in, NaN out
+  const U scale_a = (reinterpret_cast<const U&>(half) + C::exponent_bias) << C::mantissa_bits;
+  const U scale_b = (reinterpret_cast<const U&>(rest) + C::exponent_bias) << C::mantissa_bits;
+  return (p * bitcast<T>(scale_a)) * bitcast<T>(scale_b);
+#endif
 }
 
 }  // namespace fastsoftmax::simd
