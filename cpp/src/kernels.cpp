@@ -14,9 +14,11 @@
 // which measured slower for rows that fit in cache. The backward makes two: dot, then output.
 //
 // [Note: summation]
-// A float32 running sum over a long row loses ~log2(N) bits. Partial sums are kept in vectors
-// of T for at most kFoldElements elements (a few thousand), then added into a double, which
-// keeps the sum's error near double rounding at no measurable cost.
+// A float32 running sum over a row of N loses up to ~log2(N) bits, and even short float partial
+// sums (a few hundred terms per lane) put a softmax near its maximum past 8 units of rounding.
+// So two vectors of terms are added in T (one rounding), then widened and added into double
+// lanes: the sums are exact to about one float rounding for any N, for two extra vector
+// instructions per pair of vectors. Double terms get a Kahan-compensated double sum instead.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -31,17 +33,12 @@
 #include "simd.hpp"
 #include "vec_exp.hpp"
 
-#ifndef FASTSOFTMAX_LEVEL
-#error "compile kernels.cpp with -DFASTSOFTMAX_LEVEL=<namespace of this instruction-set level>"
-#endif
-
 namespace fastsoftmax::FASTSOFTMAX_LEVEL {
 namespace {
 
 using simd::Vec;
 using std::int64_t;
 
-constexpr int64_t kFoldElements = 4096;
 // Elements one thread must have before a call wakes a second one: below this, starting a
 // parallel region costs more than the work it splits.
 constexpr int64_t kGrainElements = 1 << 15;
@@ -77,23 +74,14 @@ inline void for_each_vector(int64_t n, F&& f) {
   if (i < n) f(i, n - i);
 }
 
-// sum over i of term(i, count), folded into double every kFoldElements (see the Note).
+// sum over i of term(i, count), accumulated in double (see the Note on summation).
 template <class T, class F>
 inline double fold_sum(int64_t n, F&& term) {
-  double total = 0;
+  simd::WideSum<T> sum;
   int64_t i = 0;
-  while (i + L<T> <= n) {
-    const int64_t end = std::min(n, i + kFoldElements);
-    Vec<T> a{}, b{};
-    for (; i + 2 * L<T> <= end; i += 2 * L<T>) {
-      a += term(i, L<T>);
-      b += term(i + L<T>, L<T>);
-    }
-    for (; i + L<T> <= end; i += L<T>) a += term(i, L<T>);
-    total += simd::reduce_sum<T>(a + b);
-  }
-  if (i < n) total += simd::reduce_sum<T>(term(i, n - i));
-  return total;
+  for (; i + 2 * L<T> <= n; i += 2 * L<T>) sum.add(term(i, L<T>) + term(i + L<T>, L<T>));
+  for (; i < n; i += L<T>) sum.add(term(i, std::min(L<T>, n - i)));
+  return sum.total();
 }
 
 template <class T>
@@ -264,8 +252,6 @@ void row_op(Op op, const Row<T>& r, int64_t n, T* scratch) {
 // A tile of N rows by W (<= kMaxTileWidth) contiguous columns, vectors running across columns.
 // Each column is a softmax row; per-column state lives in arrays of W lanes.
 
-constexpr int64_t kFoldRows = 256;  // the columns' analogue of kFoldElements
-
 template <class T>
 struct Tile {
   const T* x;
@@ -310,20 +296,24 @@ bool column_max(const Tile<T>& t, Lanes<T>& m) {
   return std::all_of(m.v, m.v + t.w, [](T v) { return is_finite(v); });
 }
 
-// total[c] = sum over rows j of term(j, c, count)[lane], folded into double (Note: summation).
+// total[c] = sum over rows j of term(j, c, count)[lane], rows added in pairs and then in double
+// (the Note on summation). `total` has kMaxTileWidth entries.
 template <class T, class F>
 void column_sum(const Tile<T>& t, F&& term, double* total) {
-  Lanes<T> part{};
-  std::fill(total, total + t.w, 0.0);
-  for (int64_t j = 0; j < t.n; ++j) {
+  alignas(64) double carry[kMaxTileWidth] = {};
+  std::fill(total, total + kMaxTileWidth, 0.0);
+  int64_t j = 0;
+  for (; j + 2 <= t.n; j += 2) {
     for_each_vector<T>(t.w, [&](int64_t c, int64_t count) {
-      simd::store(part.v + c, lanes_at(part, c) + term(j, c, count));
+      simd::add_wide(total + c, carry + c, term(j, c, count) + term(j + 1, c, count));
     });
-    if ((j + 1) % kFoldRows == 0 || j + 1 == t.n) {
-      for (int64_t c = 0; c < t.w; ++c) total[c] += part.v[c];
-      std::fill(part.v, part.v + kMaxTileWidth, T(0));
-    }
   }
+  if (j < t.n) {
+    for_each_vector<T>(t.w, [&](int64_t c, int64_t count) {
+      simd::add_wide(total + c, carry + c, term(j, c, count));
+    });
+  }
+  for (int64_t c = 0; c < t.w; ++c) total[c] -= carry[c];
 }
 
 // The tile's operation; false when it must be redone column by column (non-finite maximum).
@@ -331,7 +321,7 @@ void column_sum(const Tile<T>& t, F&& term, double* total) {
 template <class T>
 bool tile_op(Op op, const Tile<T>& t, T* scratch) {
   Lanes<T> m, per_column;
-  double total[kMaxTileWidth];
+  alignas(64) double total[kMaxTileWidth];
   auto at = [&](const T* base, int64_t stride, int64_t j, int64_t c) { return base + j * stride + c; };
   switch (op) {
     case Op::softmax: {

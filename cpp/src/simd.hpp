@@ -7,9 +7,17 @@
 // code (measured 10x slower), so the width follows the compiler's target macros.
 #pragma once
 
+// Everything here is compiled once per instruction-set level with different vector widths, so it
+// lives in that level's namespace: an inline function shared by name across the levels would be
+// an ODR violation, and the linker would keep one level's copy for all of them.
+#ifndef FASTSOFTMAX_LEVEL
+#error "define FASTSOFTMAX_LEVEL (the instruction-set level's namespace) before including simd.hpp"
+#endif
+
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #if defined(__SSE2__)
 #include <immintrin.h>
@@ -23,7 +31,7 @@
 #define FASTSOFTMAX_VECTOR_BYTES 16
 #endif
 
-namespace fastsoftmax::simd {
+namespace fastsoftmax::FASTSOFTMAX_LEVEL::simd {
 
 template <class T>
 struct Types;
@@ -68,14 +76,28 @@ inline void store(T* p, Vec<T> v) {
   *reinterpret_cast<typename Types<T>::Unaligned*>(p) = v;
 }
 // The first `count` (< kLanes) elements; the other lanes hold `fill`. Reads only `count`, so a
-// row's last partial vector never touches memory past its end. Masked loads where the level has
-// them (a memcpy of variable length is a library call, measured as 20% of a 1000-wide row).
+// row's last partial vector never touches memory past its end. Masked loads and stores where
+// the level has them: a variable-length memcpy is a library call (measured as 20% of a
+// 1000-wide row) and a lane-by-lane loop is not much better.
+template <class T>
+inline IntVec<T> first_lanes(std::int64_t count) {
+  IntVec<T> lanes{};
+  for (int i = 0; i < kLanes<T>; ++i) lanes[i] = i;
+  return lanes < static_cast<typename std::remove_reference_t<decltype(lanes[0])>>(count);
+}
+
 template <class T>
 inline Vec<T> load_first(const T* p, std::int64_t count, T fill) {
 #if defined(__AVX512F__)
   const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
   if constexpr (sizeof(T) == 4) return _mm512_mask_loadu_ps(splat(fill), mask, p);
   else return _mm512_mask_loadu_pd(splat(fill), static_cast<__mmask8>(mask), p);
+#elif defined(__AVX2__)
+  const IntVec<T> mask = first_lanes<T>(count);
+  Vec<T> loaded;
+  if constexpr (sizeof(T) == 4) loaded = _mm256_maskload_ps(p, reinterpret_cast<__m256i>(mask));
+  else loaded = _mm256_maskload_pd(p, reinterpret_cast<__m256i>(mask));
+  return mask ? loaded : splat(fill);
 #else
   Vec<T> v = splat(fill);
   for (std::int64_t i = 0; i < count; ++i) v[i] = p[i];
@@ -88,6 +110,10 @@ inline void store_first(T* p, Vec<T> v, std::int64_t count) {
   const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
   if constexpr (sizeof(T) == 4) _mm512_mask_storeu_ps(p, mask, v);
   else _mm512_mask_storeu_pd(p, static_cast<__mmask8>(mask), v);
+#elif defined(__AVX2__)
+  const auto mask = reinterpret_cast<__m256i>(first_lanes<T>(count));
+  if constexpr (sizeof(T) == 4) _mm256_maskstore_ps(p, mask, v);
+  else _mm256_maskstore_pd(p, mask, v);
 #else
   for (std::int64_t i = 0; i < count; ++i) p[i] = v[i];
 #endif
@@ -144,6 +170,60 @@ inline double reduce_sum(Vec<T> v) {
   return s;
 }
 
+// Float vectors widened to double, half by half, so that sums of them round in double.
+inline void widen(Vec<float> v, Vec<double>& low, Vec<double>& high) {
+  typedef float Half __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES / 2)));
+  Half a, b;
+  std::memcpy(&a, &v, sizeof a);
+  std::memcpy(&b, reinterpret_cast<const char*>(&v) + sizeof a, sizeof b);
+  low = __builtin_convertvector(a, Vec<double>);
+  high = __builtin_convertvector(b, Vec<double>);
+}
+
+// Adds v into the running double sums `sum` (with Kahan's compensation `carry` when the terms
+// are double themselves: a plain double running sum over thousands of terms is off by tens of
+// double roundings, past the accuracy the kernels promise).
+inline void add_to(Vec<double>& sum, Vec<double>& carry, Vec<double> v) {
+  const Vec<double> y = v - carry;
+  const Vec<double> t = sum + y;
+  carry = (t - sum) - y;
+  sum = t;
+}
+
+// A running sum of vectors of T in double lanes, in registers.
+template <class T>
+struct WideSum {
+  Vec<double> low{}, high{};  // float: the widened halves; double: the sum and its carry
+  void add(Vec<T> v) {
+    if constexpr (sizeof(T) == 8) {
+      add_to(low, high, v);
+    } else {
+      Vec<double> a, b;
+      widen(v, a, b);
+      low += a;
+      high += b;
+    }
+  }
+  double total() const {
+    return sizeof(T) == 8 ? reduce_sum<double>(low) - reduce_sum<double>(high)
+                          : reduce_sum<double>(low + high);
+  }
+};
+
+// The same for per-column sums kept in memory: lanes [0, kLanes<T>) of `sum` and `carry`.
+inline void add_wide(double* sum, double* carry, Vec<double> v) {
+  Vec<double> s = load(sum), c = load(carry);
+  add_to(s, c, v);
+  store(sum, s);
+  store(carry, c);
+}
+inline void add_wide(double* sum, double*, Vec<float> v) {
+  Vec<double> low, high;
+  widen(v, low, high);
+  store(sum, load(sum) + low);
+  store(sum + kLanes<double>, load(sum + kLanes<double>) + high);
+}
+
 template <class T, class I>
 inline Vec<T> bitcast(I v) {
   Vec<T> out;
@@ -157,4 +237,4 @@ inline IntVec<T> bits(Vec<T> v) {
   return out;
 }
 
-}  // namespace fastsoftmax::simd
+}  // namespace fastsoftmax::FASTSOFTMAX_LEVEL::simd

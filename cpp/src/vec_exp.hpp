@@ -22,7 +22,7 @@
 
 #include "simd.hpp"
 
-namespace fastsoftmax::simd {
+namespace fastsoftmax::FASTSOFTMAX_LEVEL::simd {
 
 template <class T>
 struct ExpConstants;
@@ -108,4 +108,4 @@ inline Vec<T> exp(Vec<T> x) {
 #endif
 }
 
-}  // namespace fastsoftmax::simd
+}  // namespace fastsoftmax::FASTSOFTMAX_LEVEL::simd

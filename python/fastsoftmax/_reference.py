@@ -29,9 +29,15 @@ def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
     return shifted
 
 
+def _sum(values: np.ndarray, axis: int) -> np.ndarray:
+    # In float64: NumPy sums pairwise only along a contiguous axis; elsewhere a float32 running
+    # sum would break the accuracy bound every backend promises.
+    return np.sum(values, axis=axis, keepdims=True, dtype=np.float64).astype(values.dtype)
+
+
 def _exp_and_sum(shifted: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     exps = np.exp(shifted)
-    return exps, np.sum(exps, axis=axis, keepdims=True)
+    return exps, _sum(exps, axis)
 
 
 def softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None:
@@ -50,14 +56,14 @@ def log_softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None
 def softmax_backward(
     y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
 ) -> None:
-    dot = np.sum(y * grad, axis=axis, keepdims=True)
+    dot = _sum(y * grad, axis)
     np.multiply(y, grad - dot, out=out)
 
 
 def log_softmax_backward(
     y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
 ) -> None:
-    total = np.sum(grad, axis=axis, keepdims=True)
+    total = _sum(grad, axis)
     np.subtract(grad, np.exp(y) * total, out=out)
 
 
@@ -72,6 +78,6 @@ def softmax_jvp(
     s = np.empty_like(x) if s_out is None else s_out
     inf_rows = np.isposinf(np.max(x, axis=axis, keepdims=True))
     softmax(x, s, axis, threads)
-    dot = np.sum(s * v, axis=axis, keepdims=True)
+    dot = _sum(s * v, axis)
     # In a +inf row the Jacobian is exactly zero (see the module note), whatever v holds.
     np.copyto(out, np.where(inf_rows, 0, s * (v - dot)))
