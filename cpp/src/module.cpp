@@ -137,7 +137,4 @@ PYBIND11_MODULE(_core, m) {
         "Raise or lower OpenMP's thread limit in the calling thread.");
   m.def("_exp", &exp_values, py::arg("x"),
         "The kernels' vectorised exp, elementwise (for its accuracy tests).");
-
-  // Resolve FASTSOFTMAX_SIMD now, so a bad value fails the import with its message.
-  fastsoftmax::simd_level();
 }

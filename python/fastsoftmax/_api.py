@@ -24,15 +24,18 @@ def _output(
         # result and the kernels see the same layout twice.
         return None, np.empty_like(like)
     checked = _checks.check_out(out, like.shape, dtype, name)
-    if compute is not dtype or _checks.needs_scratch(checked, inputs):
+    if compute is not dtype or not checked.flags.aligned or _checks.needs_scratch(checked, inputs):
         return checked, np.empty_like(like)
     return checked, checked
 
 
 def _as_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` in ``dtype``, aligned (what the kernels address); a copy only if it is not."""
     # Native float dtypes are singletons, so `is` settles the common case cheaply; a byte-swapped
     # float32 compares unequal and is converted.
-    return array if array.dtype is dtype else array.astype(dtype)
+    if array.dtype is dtype and array.flags.aligned:
+        return array
+    return array.astype(dtype)
 
 
 def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) -> np.ndarray:

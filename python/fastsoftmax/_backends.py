@@ -25,6 +25,9 @@ except ImportError as err:  # a source tree without a build, or a wheel for anot
     )
 else:
     _CORE_ERROR = ""
+    # Resolves FASTSOFTMAX_SIMD: a bad value raises ValueError here, at import, rather than
+    # silently leaving the user without the compiled backend.
+    _core.simd_level()
 
 _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 _PYTHON_MODULES = {"numba": "._numba", "numpy": "._reference"}

@@ -20,7 +20,7 @@ import numpy as np
 def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
     """``x - max(x)`` along ``axis``, with the +inf-row limit described in the module note."""
     row_max = np.max(x, axis=axis, keepdims=True)
-    with np.errstate(invalid="ignore"):  # inf - inf, handled just below
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, handled below; -max - max
         shifted = x - row_max
     inf_rows = np.isposinf(row_max)
     if inf_rows.any():
@@ -30,9 +30,10 @@ def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _sum(values: np.ndarray, axis: int) -> np.ndarray:
-    # In float64: NumPy sums pairwise only along a contiguous axis; elsewhere a float32 running
-    # sum would break the accuracy bound every backend promises.
-    return np.sum(values, axis=axis, keepdims=True, dtype=np.float64).astype(values.dtype)
+    # NumPy sums pairwise only along a contiguous axis; along any other a running sum would
+    # break the accuracy bound every backend promises. So: float64, along a contiguous copy.
+    rows = np.ascontiguousarray(np.moveaxis(values, axis, -1), dtype=np.float64)
+    return np.expand_dims(rows.sum(axis=-1), axis).astype(values.dtype)
 
 
 def _exp_and_sum(shifted: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:

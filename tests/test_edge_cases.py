@@ -1,0 +1,243 @@
+"""Stability and special values: huge finite inputs, ±inf, NaN, empty arrays, length-1 axes.
+
+Each special row is tested at its own length (scalar tails), tiled to 37 and 1000 (SIMD body,
+tail, several blocks), next to an ordinary row that must come out unaffected, and both as rows
+(axis=-1) and as columns of a C-ordered array (axis=0, the inner-dimension path). Values are
+checked against the reference with 4 times the usual tolerance: accuracy is test_accuracy's
+concern, these tests are about what happens at the edges.
+"""
+
+from __future__ import annotations
+
+import fastsoftmax as fsm
+import numpy as np
+import pytest
+from conftest import (
+    FUNCTIONS,
+    assert_matches,
+    call,
+    check,
+    expect,
+    expect_softmax,
+    expect_softmax_jvp,
+)
+from numpy.exceptions import AxisError
+
+INF, NAN = np.inf, np.nan
+
+
+def _extremes(dtype: np.dtype) -> dict[str, list[float]]:
+    info = np.finfo(dtype)
+    big, tiny = float(info.max), float(info.smallest_subnormal)
+    return {
+        "1e30-0": [1e30, 0.0],
+        "-1e30-1": [-1e30, 1.0],
+        "max-0": [big, 0.0],
+        "min-0": [-big, 0.0],
+        "max-min": [big, -big],
+        "max-max": [big, big],
+        "min-min": [-big, -big],
+        "max-min-0": [big, 0.0, -big, 1.0],
+        "subnormals": [tiny, 0.0, -tiny],
+        "spread-1e4": [0.0, 1e4],
+        "ramp-1e4": list(np.linspace(-1e4, 0.0, 37)),
+        "big-equal": [1e30, 1e30, 1e30],
+    }
+
+
+SPECIAL_ROWS = {
+    "some-neg-inf": [0.0, -INF, 1.0, -INF],
+    "all-neg-inf": [-INF, -INF, -INF],
+    "one-nan": [0.0, NAN, 1.0],
+    "nan-and-pos-inf": [INF, NAN],
+    "nan-and-neg-inf": [-INF, NAN],
+    "all-nan": [NAN, NAN],
+    "one-pos-inf": [INF, 0.0, 1.0],
+    "two-pos-inf": [INF, 5.0, INF, -INF],
+    "all-pos-inf": [INF, INF, INF],
+    "pos-inf-and-max": [INF, 3.0e38],
+    "pos-and-neg-inf": [INF, -INF],
+}
+LENGTHS = [None, 37, 1000]  # None: the row as written
+WIDEN = 4
+
+
+def _layouts(row: np.ndarray, rng: np.random.Generator):
+    """(x, axis) pairs: the row among ordinary rows, as rows and as columns."""
+    ordinary = rng.standard_normal((2, row.size)).astype(row.dtype)
+    rows = np.stack([ordinary[0], row, ordinary[1]])
+    yield rows, -1
+    yield np.ascontiguousarray(rows.T), 0
+
+
+def _check_row(values, length, backend, dtype, rng):
+    row = np.array(values, dtype=dtype) if length is None else np.resize(values, length)
+    row = row.astype(dtype)
+    for x, axis in _layouts(row, rng):
+        what = f"axis={axis} length={row.size}"
+        soft = check("softmax", (x,), axis, backend, dtype, what, WIDEN)
+        log = check("log_softmax", (x,), axis, backend, dtype, what, WIDEN)
+        v = rng.standard_normal(x.shape).astype(dtype)
+        s, jvp = fsm.softmax_jvp(x, v, axis=axis, return_softmax=True, backend=backend)
+        assert_matches(s, expect_softmax(x, axis, dtype).widened(WIDEN), f"jvp's s {what}")
+        assert_matches(jvp, expect_softmax_jvp(x, v, axis, dtype).widened(WIDEN), f"jvp {what}")
+        # the backward functions from these saved outputs
+        check("softmax_backward", (soft, v), axis, backend, dtype, what, WIDEN)
+        check("log_softmax_backward", (log, v), axis, backend, dtype, what, WIDEN)
+        yield x, axis, soft, log, jvp
+
+
+@pytest.mark.parametrize("length", LENGTHS, ids=lambda n: f"len{n or 'row'}")
+@pytest.mark.parametrize("case", list(_extremes(np.float32)))
+def test_finite_extremes_stay_finite(case, length, backend, dtype, rng):
+    values = _extremes(dtype)[case]
+    for _x, _axis, soft, log, jvp in _check_row(values, length, backend, dtype, rng):
+        assert np.isfinite(soft).all()
+        assert np.isfinite(jvp).all()
+        assert not np.isnan(log).any()  # -inf is the right answer for max - (-max) in float
+
+
+@pytest.mark.parametrize("length", LENGTHS, ids=lambda n: f"len{n or 'row'}")
+@pytest.mark.parametrize("case", list(SPECIAL_ROWS))
+def test_special_values(case, length, backend, dtype, rng):
+    values = SPECIAL_ROWS[case]
+    for x, axis, soft, log, jvp in _check_row(values, length, backend, dtype, rng):
+        # The special row is row 1 of x (axis=-1) or column 1 (axis=0); 0 and 2 are ordinary.
+        rows_axis = 0 if axis == -1 else 1
+        special = np.take(soft, 1, axis=rows_axis)
+        assert np.isfinite(np.take(soft, [0, 2], axis=rows_axis)).all()
+        assert np.isfinite(np.take(jvp, [0, 2], axis=rows_axis)).all()
+        if np.isnan(values).any() or np.isneginf(values).all():
+            assert np.isnan(special).all()
+            assert np.isnan(np.take(log, 1, axis=rows_axis)).all()
+            assert np.isnan(np.take(jvp, 1, axis=rows_axis)).all()
+        elif np.isposinf(values).any():
+            infinite = np.isposinf(np.take(x, 1, axis=rows_axis))
+            limit = np.where(infinite, dtype.type(1 / infinite.sum()), 0)
+            np.testing.assert_array_equal(special, limit)  # 1/k, correctly rounded
+            np.testing.assert_array_equal(np.take(jvp, 1, axis=rows_axis), 0)
+        else:
+            assert np.isfinite(special).all()
+
+
+@pytest.mark.parametrize("position", [0, 1, 15, 16, 17, 31, 32])
+@pytest.mark.parametrize("value", [INF, -INF, NAN], ids=["pos-inf", "neg-inf", "nan"])
+def test_special_value_at_every_vector_position(value, position, backend, dtype, rng):
+    """One special entry in a row of 33, at the start, inside a vector, at the tail."""
+    row = rng.standard_normal(33).astype(dtype)
+    row[position] = value
+    list(_check_row(row, None, backend, dtype, rng))
+
+
+def test_pos_inf_limits_exactly(backend, dtype):
+    x = np.array(
+        [[INF, 0.0, 1.0, 2.0], [INF, INF, -INF, 7.0], [INF, INF, INF, INF], [1.0, INF, INF, INF]],
+        dtype,
+    )
+    want = np.array(
+        [[1, 0, 0, 0], [0.5, 0.5, 0, 0], [0.25] * 4, [0, 1 / 3, 1 / 3, 1 / 3]], dtype=dtype
+    )
+    np.testing.assert_array_equal(fsm.softmax(x, backend=backend), want)
+    log = fsm.log_softmax(x, backend=backend)
+    k = np.array([[1], [2], [4], [3]])
+    log_want = np.where(np.isposinf(x), -np.log(k), -INF).astype(dtype)
+    np.testing.assert_allclose(log, log_want, rtol=2 * np.finfo(dtype).eps)
+    assert log[0, 0] == 0
+    v = np.arange(16, dtype=dtype).reshape(4, 4)
+    np.testing.assert_array_equal(fsm.softmax_jvp(x, v, backend=backend), 0)
+
+
+def test_neg_inf_entries_are_zero(backend, dtype):
+    x = np.array([[0.0, -INF, 1.0, -INF, 2.0]], dtype)
+    s = fsm.softmax(x, backend=backend)
+    assert s[0, 1] == 0
+    assert s[0, 3] == 0
+    log = fsm.log_softmax(x, backend=backend)
+    assert np.isneginf(log[0, [1, 3]]).all()
+    assert_matches(s[:, [0, 2, 4]], expect_softmax(x[:, [0, 2, 4]], -1, dtype))
+    jvp = fsm.softmax_jvp(x, np.ones_like(x), backend=backend)
+    np.testing.assert_array_equal(jvp[0, [1, 3]], 0)
+
+
+def test_nan_in_gradient_rows(backend, dtype, rng):
+    """A NaN in grad (or in a saved y) makes that row NaN, the others are unaffected."""
+    x = rng.standard_normal((3, 20)).astype(dtype)
+    y = fsm.softmax(x, backend=backend)
+    ly = fsm.log_softmax(x, backend=backend)
+    g = rng.standard_normal((3, 20)).astype(dtype)
+    g[1, 7] = NAN
+    for name, saved in (("softmax_backward", y), ("log_softmax_backward", ly)):
+        result = check(name, (saved, g), -1, backend, dtype)
+        assert np.isnan(result[1]).all()
+        assert np.isfinite(result[[0, 2]]).all()
+    jvp = check("softmax_jvp", (x, g), -1, backend, dtype)
+    assert np.isnan(jvp[1]).all()
+    assert np.isfinite(jvp[[0, 2]]).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Sizes: empty arrays, length-1 axes, 0-d input
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("shape", [(0,), (0, 4), (4, 0), (2, 0, 3)], ids=str)
+def test_zero_size(name, shape, backend, dtype):
+    for axis in range(-len(shape), len(shape)):
+        empty = np.empty(shape, dtype)
+        inputs = (empty,) if name in ("softmax", "log_softmax") else (empty, empty.copy())
+        result = call(name, *inputs, axis=axis, backend=backend)
+        assert result.shape == shape
+        assert result.dtype == dtype
+    if name == "softmax_jvp":
+        s, jvp = fsm.softmax_jvp(empty, empty, return_softmax=True, backend=backend)
+        assert s.shape == jvp.shape == shape
+
+
+def test_zero_size_integers_give_float64(backend):
+    assert fsm.softmax(np.empty((0, 3), np.int32), backend=backend).dtype == np.float64
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((1,), 0), ((5, 1), -1), ((1, 5), 0), ((3, 1, 4), 1)])
+def test_length_one_axis(shape, axis, backend, dtype, rng):
+    x = (1e30 * rng.standard_normal(shape)).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(fsm.softmax(x, axis=axis, backend=backend), 1)
+    np.testing.assert_array_equal(fsm.log_softmax(x, axis=axis, backend=backend), 0)
+    ones, zeros = np.ones(shape, dtype), np.zeros(shape, dtype)
+    np.testing.assert_array_equal(fsm.softmax_backward(ones, g, axis=axis, backend=backend), 0)
+    np.testing.assert_array_equal(fsm.log_softmax_backward(zeros, g, axis=axis, backend=backend), 0)
+    s, jvp = fsm.softmax_jvp(x, g, axis=axis, return_softmax=True, backend=backend)
+    np.testing.assert_array_equal(s, 1)
+    np.testing.assert_array_equal(jvp, 0)
+
+
+def test_length_one_axis_special_values(backend, dtype):
+    x = np.array([[INF], [-INF], [NAN], [2.0]], dtype)
+    s = fsm.softmax(x, backend=backend)
+    np.testing.assert_array_equal(s, np.array([[1], [NAN], [NAN], [1]], dtype))
+    log = fsm.log_softmax(x, backend=backend)
+    np.testing.assert_array_equal(log, np.array([[0], [NAN], [NAN], [0]], dtype))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize(
+    "scalar",
+    [np.float64(1.5), np.array(1.5), 1.5, np.float32(2.0)],
+    ids=["np64", "0d", "py", "np32"],
+)
+def test_zero_dimensional_input_has_no_axis(name, scalar, plain_backend):
+    inputs = (scalar,) if name in ("softmax", "log_softmax") else (scalar, scalar)
+    for kwargs in ({}, {"axis": 0}, {"axis": -1}):
+        with pytest.raises(AxisError):
+            call(name, *inputs, backend=plain_backend, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_translation_by_huge_offsets(name, backend, dtype, rng):
+    """Quarter-integer logits moved by ±1e4 (exactly, even in float32): the same result."""
+    x = (rng.integers(-50, 50, (4, 40)) / 4).astype(dtype)
+    for offset in (1e4, -1e4):
+        moved = x + dtype.type(offset)
+        np.testing.assert_array_equal(moved - dtype.type(offset), x)
+        result = check(name, (moved,), -1, backend, dtype)
+        assert_matches(result, expect(name, (x,), -1, dtype).widened(2))

@@ -1,0 +1,182 @@
+"""``out=``: a fresh array, the input itself (in place), partial overlap with an input.
+
+In place must give exactly (bitwise) the ``out=None`` result; any other overlap must give the
+result computed from the inputs as they were before the call.
+"""
+
+from __future__ import annotations
+
+import fastsoftmax as fsm
+import numpy as np
+import pytest
+from conftest import FUNCTIONS, assert_matches, call, expect, make_inputs
+
+BINARY = ("softmax_backward", "log_softmax_backward", "softmax_jvp")
+# (function, which input out aliases): every input of every function.
+ALIASES = [pytest.param(n, 0, id=f"{n}-first") for n in FUNCTIONS] + [
+    pytest.param(n, 1, id=f"{n}-second") for n in BINARY
+]
+SHAPES = [(37,), (5, 33), (4, 7, 9)]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_fresh_out_is_returned_and_filled(name, shape, backend, dtype, rng):
+    inputs = make_inputs(name, shape, dtype, rng)
+    out = np.full(shape, np.nan, dtype)
+    result = call(name, *inputs, out=out, backend=backend)
+    assert result is out
+    assert_matches(out, expect(name, inputs, -1, dtype), name)
+
+
+@pytest.mark.parametrize(("name", "which"), ALIASES)
+@pytest.mark.parametrize("shape", [(37,), (5, 33), (4, 7, 9), (300, 257)], ids=str)
+def test_in_place_equals_out_of_place(name, which, shape, backend, dtype, num_threads, rng):
+    for axis in range(len(shape)):
+        inputs = make_inputs(name, shape, dtype, rng, axis)
+        fresh = call(name, *inputs, axis=axis, backend=backend)  # its values: test_values
+        aliased = [a.copy() for a in inputs]
+        result = call(name, *aliased, axis=axis, out=aliased[which], backend=backend)
+        assert result is aliased[which]
+        np.testing.assert_array_equal(result, fresh, err_msg=f"axis={axis}")
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_in_place_on_strided_views(name, backend, dtype, rng):
+    """``out`` is the very same non-contiguous view as an input."""
+    inputs = make_inputs(name, (9, 41), dtype, rng)
+    fresh = call(name, *inputs, backend=backend)
+    buffers = [np.zeros((18, 123), dtype) for _ in inputs]
+    views = [b[::-2, 1::3] for b in buffers]
+    for view, values in zip(views, inputs, strict=True):
+        view[...] = values
+    result = call(name, *views, out=views[0], backend=backend)
+    assert result is views[0]
+    np.testing.assert_array_equal(result, fresh)
+    outside = np.ones(buffers[0].shape, bool)
+    outside[::-2, 1::3] = False
+    np.testing.assert_array_equal(buffers[0][outside], 0)  # the elements between untouched
+
+
+def _overlapping(kind: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(input view holding values, out view)`` sharing memory in the given way."""
+    rows, cols = values.shape
+    if kind == "shift-row":  # out starts one row below the input
+        buf = np.zeros((rows + 1, cols), values.dtype)
+        x, out = buf[:-1], buf[1:]
+    elif kind == "shift-element":  # out is the input moved by one element along the axis
+        buf = np.zeros((rows, cols + 1), values.dtype)
+        x, out = buf[:, :-1], buf[:, 1:]
+    elif kind == "shift-back":
+        buf = np.zeros((rows, cols + 1), values.dtype)
+        x, out = buf[:, 1:], buf[:, :-1]
+    elif kind == "reversed":  # same memory, opposite order
+        buf = np.zeros((rows, cols), values.dtype)
+        x, out = buf, buf[::-1, ::-1]
+    elif kind == "transposed":  # same memory, transposed (square)
+        buf = np.zeros((rows, cols), values.dtype)
+        x, out = buf, buf.T
+    elif kind == "flat-shift":  # one flat buffer, rows interleaved by a few elements
+        buf = np.zeros(rows * cols + 3, values.dtype)
+        x, out = buf[3:].reshape(rows, cols), buf[:-3].reshape(rows, cols)
+    else:  # pragma: no cover
+        raise ValueError(kind)
+    x[...] = values
+    assert np.may_share_memory(x, out)
+    return x, out
+
+
+OVERLAPS = ["shift-row", "shift-element", "shift-back", "reversed", "transposed", "flat-shift"]
+
+
+@pytest.mark.parametrize(("name", "which"), ALIASES)
+@pytest.mark.parametrize("kind", OVERLAPS)
+def test_partial_overlap(name, which, kind, backend, dtype, rng):
+    for axis in (0, 1):
+        inputs = make_inputs(name, (33, 33), dtype, rng, axis)
+        wanted = expect(name, inputs, axis, dtype)
+        fresh = call(name, *inputs, axis=axis, backend=backend)
+        arrays = list(inputs)
+        arrays[which], out = _overlapping(kind, inputs[which])
+        result = call(name, *arrays, axis=axis, out=out, backend=backend)
+        assert result is out
+        assert_matches(out, wanted, f"{kind} axis={axis}")
+        np.testing.assert_allclose(out, fresh, rtol=16 * np.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(37,), (6, 33), (200, 400)], ids=str)
+def test_jvp_two_outputs(shape, backend, dtype, rng):
+    x, v = make_inputs("softmax_jvp", shape, dtype, rng)
+    s_want, jvp_want = expect("softmax", (x,), -1, dtype), expect("softmax_jvp", (x, v), -1, dtype)
+    fresh_s, fresh_jvp = fsm.softmax_jvp(x, v, return_softmax=True, backend=backend)
+
+    s_out, jvp_out = np.empty_like(x), np.empty_like(x)
+    s, jvp = fsm.softmax_jvp(x, v, return_softmax=True, out=(s_out, jvp_out), backend=backend)
+    assert s is s_out
+    assert jvp is jvp_out
+    assert_matches(s, s_want, "s")
+    assert_matches(jvp, jvp_want, "jvp")
+
+    only_jvp = np.empty_like(x)
+    s, jvp = fsm.softmax_jvp(x, v, return_softmax=True, out=(None, only_jvp), backend=backend)
+    assert jvp is only_jvp
+    assert_matches(s, s_want, "s")
+    assert_matches(jvp, jvp_want, "jvp")
+
+    only_s = np.empty_like(x)
+    s, jvp = fsm.softmax_jvp(x, v, return_softmax=True, out=(only_s, None), backend=backend)
+    assert s is only_s
+    assert_matches(s, s_want, "s")
+    assert_matches(jvp, jvp_want, "jvp")
+
+    # Both outputs in place, in either assignment; the results must equal out=None exactly.
+    for s_is_x in (True, False):
+        xc, vc = x.copy(), v.copy()
+        pair = (xc, vc) if s_is_x else (vc, xc)
+        s, jvp = fsm.softmax_jvp(xc, vc, return_softmax=True, out=pair, backend=backend)
+        assert s is pair[0]
+        assert jvp is pair[1]
+        assert_matches(s, s_want, f"s in place, s_is_x={s_is_x}")
+        assert_matches(jvp, jvp_want, f"jvp in place, s_is_x={s_is_x}")
+        if s_is_x:
+            np.testing.assert_array_equal(s, fresh_s)
+            np.testing.assert_array_equal(jvp, fresh_jvp)
+
+
+def test_jvp_s_out_partially_overlapping_v(backend, dtype, rng):
+    x, v = make_inputs("softmax_jvp", (16, 33), dtype, rng)
+    buf = np.zeros((17, 33), dtype)
+    vv, s_out = buf[1:], buf[:-1]
+    vv[...] = v
+    s, jvp = fsm.softmax_jvp(x, vv, return_softmax=True, out=(s_out, None), backend=backend)
+    assert s is s_out
+    assert_matches(s, expect("softmax", (x,), -1, dtype), "s")
+    assert_matches(jvp, expect("softmax_jvp", (x, v), -1, dtype), "jvp")
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_float16_in_place(name, backend, rng):
+    """float16 in place goes through a float32 scratch; same result as out=None."""
+    inputs = make_inputs(name, (7, 40), np.float16, rng)
+    fresh = call(name, *inputs, backend=backend)
+    aliased = [a.copy() for a in inputs]
+    result = call(name, *aliased, out=aliased[0], backend=backend)
+    assert result is aliased[0]
+    assert result.dtype == np.float16
+    np.testing.assert_array_equal(result, fresh)
+
+
+def test_integer_input_with_float64_out(backend, rng):
+    x = rng.integers(-5, 5, (4, 9))
+    out = np.empty((4, 9))
+    result = fsm.softmax(x, out=out, backend=backend)
+    assert result is out
+    assert_matches(out, expect("softmax", (x,), -1, np.dtype(np.float64)))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_zero_size_out(name, backend, dtype):
+    empty = np.empty((0, 5), dtype)
+    inputs = (empty,) if name in ("softmax", "log_softmax") else (empty, empty.copy())
+    out = np.empty((0, 5), dtype)
+    assert call(name, *inputs, out=out, backend=backend) is out
