@@ -119,6 +119,37 @@ inline void store_first(T* p, Vec<T> v, std::int64_t count) {
 #endif
 }
 
+// A store that bypasses the caches (non-temporal), for outputs too large to stay in them: the
+// line is not read first and does not evict the inputs. `p` must be vector-aligned. Elsewhere
+// than x86, a plain store.
+template <class T>
+inline void stream(T* p, Vec<T> v) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) _mm512_stream_ps(p, v);
+  else _mm512_stream_pd(p, v);
+#elif defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) _mm256_stream_ps(p, v);
+  else _mm256_stream_pd(p, v);
+#elif defined(__SSE2__)
+  if constexpr (sizeof(T) == 4) _mm_stream_ps(p, v);
+  else _mm_stream_pd(p, v);
+#else
+  store(p, v);
+#endif
+}
+
+// Orders a thread's streamed stores before what it does next (they are weakly ordered).
+inline void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
+template <class T>
+inline void prefetch(const T* p) {
+  __builtin_prefetch(p);
+}
+
 // max(a, b) and min(a, b) with x86's rule: when either is NaN the result is b. The kernels rely
 // on it: max(load, running) skips NaN (found later through the sums, where it propagates by
 // itself), and exp's clamps max(lowest, x) keep a NaN x. Intrinsics because GCC compiles the
