@@ -1,29 +1,39 @@
-"""Numba backend: the C++ kernels of ``cpp/src/kernels.cpp``, one-to-one, as JIT-compiled loops.
+"""Numba backend: the C++ kernels of ``cpp/src/`` (kernels.cpp and the rows.hpp, columns.hpp
+it includes), one-to-one, as JIT-compiled loops.
 
-The five functions have the backend signature ``_api.py`` calls and compute what
-``_reference.py`` computes, to rounding: arrays of one shape and one dtype (float32 or float64),
-a valid non-negative ``axis``, outputs that are either disjoint from the inputs or exactly one of
-them. Numba is imported here at module level; ``_backends.py`` imports this module only when the
-numba backend is used.
+The five functions take the arguments ``_api.py`` passes every backend and compute what
+``_reference.py`` computes, to rounding; that module states the contract (one shape and one
+dtype, float32 or float64; a valid non-negative axis; outputs disjoint from the inputs or exactly
+one of them). ``_backends.py`` imports this module, and so Numba, only for the numba backend.
 
-Each array is seen as ``(M, N, K)``: the rows before the axis, the axis, the positions after it.
-Per row the forward makes three passes (max; exp stored and summed; scale by 1/sum) and the
-backward two (dot; output), as the C++ kernels do. With ``K == 1`` a row is contiguous; otherwise
-the block kernels walk an ``(N, width)`` slab with the inner loop along contiguous ``K``, keeping
-one max and one sum per column.
+Each array is an ``(M, N, K)`` block reduced along N, walked as kernels.cpp walks it: as
+contiguous rows when ``K == 1`` (or ``N == 1``), else as tiles of N x W columns whose inner loops
+run along contiguous K. The passes, the exp, the limits at +-inf and NaN and the float64 sums are
+those of kernels.cpp, whose Notes give the reasons. The differences come from LLVM vectorising
+these loops instead of hand-written intrinsics:
 
-[Note: accuracy and fastmath]
-Row sums and dot products accumulate in float64 even for float32 input: a float32 running sum
-over 4096 terms already costs more than the whole error budget of ``(8 + |x - max|) * 2**-24``.
-Only the four reduction loops (`_exp_sum`, `_sum_exp`, `_sum`, `_dot`) are compiled with
-``reassoc``, which lets LLVM split the sum into vector lanes: the order of a sum changes its
-rounding, not whether it is inf or NaN. `_exp` allows ``contract`` (FMA), which only drops
-roundings. Nothing assumes away inf or NaN (no ``nnan``/``ninf``).
+- The row max works on integer keys (`_row_max`): LLVM vectorises no float max reduction.
+- Partial sums stay in the row's dtype for 256 elements (8 rows of a tile) before they go into a
+  compensated float64 total (see the Note on compensated folding); kernels.cpp widens them every
+  two vectors. LLVM gives a loop one vector width, so a float64 accumulator in the exp loop
+  halved its float32 speed. Longer partials are too coarse: LLVM keeps 32 of them, and with 128
+  terms each (folding every 4096) the N = 4096 normal row of test_accuracy.py exceeded its
+  bound (1.12x); with 8 terms it is well inside.
+- Tiles are 512 to 1024 columns wide where K allows, not 16 to 256: every inner loop pays a
+  fixed cost for LLVM's run-time overlap checks, and 16-column tiles ran 5x slower per element.
+- No loop writes an array it also reads under another name (see the Note on aliasing), and
+  softmax_jvp keeps exp(x - max) in ``out`` rather than in a scratch buffer.
+- A layout that is neither C- nor Fortran-contiguous is copied into a C-contiguous scratch
+  (kernels.cpp gathers it row by row).
+- Rows are not split between threads, nor summed in blocks against a running max (rows.hpp
+  does both for rows longer than L2), and no store bypasses the cache.
 
-[Note: +inf rows]
-``x - max`` is NaN at +inf entries when the max is +inf, so those rows take a separate slow path
-(`_limit_row`) that writes the limit ``_reference.py`` describes. It is chosen from the row max,
-after the first pass, so it costs the finite rows one comparison.
+[Note: fastmath]
+We promise IEEE results at inf and NaN, so no function assumes them away (no ``nnan``/``ninf``).
+The row sums (`_make_fold_sum`) have ``reassoc``, which lets LLVM split them into vector lanes,
+as kernels.cpp does by hand: the order of a sum changes its rounding, not whether it is inf or
+NaN. `_exp` has ``contract`` (FMA), which only removes roundings. Nothing else has flags:
+``reassoc`` on ``(x - max) - lse`` would be free to round ``max + lse`` first.
 """
 
 from __future__ import annotations
@@ -39,81 +49,115 @@ __all__ = ["log_softmax", "log_softmax_backward", "softmax", "softmax_backward",
 
 _SOFTMAX, _LOG_SOFTMAX, _SOFTMAX_BACKWARD, _LOG_SOFTMAX_BACKWARD, _SOFTMAX_JVP = range(5)
 
-# Below this many elements one thread does the work: waking the pool costs more than it saves.
-_PARALLEL_MIN_ELEMENTS = 1 << 15
-# Elements of one (N, width) slab of a K > 1 array; its three passes then run in L2.
-_SLAB_ELEMENTS = 1 << 14
-_SLAB_MIN_WIDTH = 16
+# Constants as in kernels.cpp, but for the folding and the tile widths (see above).
+_FOLD_ELEMENTS = 256
+_FOLD_ROWS = 8
+_GRAIN_ELEMENTS = 1 << 15
+_TILE_BYTES = 256 * 1024
+_MIN_TILE_WIDTH = 512
+_MAX_TILE_WIDTH = 1024
 
 _JIT = {"cache": True, "nogil": True}
-_REDUCE = {**_JIT, "fastmath": {"reassoc"}}  # see the module note on accuracy and fastmath
 
 
-# --- per-dtype primitives ------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
+# exp and the row max, one implementation per dtype behind a generic name.
 
 
 def _exp(x):
-    """``exp(x)`` for one float32 or float64, in a form LLVM vectorises (libm's exp is a call).
+    """``exp(x)`` of one float32 or float64, written so that LLVM vectorises its loops.
 
-    Valid for every input: underflow is gradual down to 0, overflow gives +inf, ``exp(-inf)``
-    is 0, ``exp(+inf)`` is +inf and NaN stays NaN. Maximum relative error, measured over the
-    whole range: 1.4 ulp for float32, 1.4 units of 2**-53 for float64.
+    cpp/src/vec_exp.hpp, operation for operation: clamp, Cody-Waite reduction, Cephes'
+    polynomial (float32) or Taylor's of degree 13 (float64), 2**n built in the exponent bits in
+    two halves. Measured: within 0.99 ulp (float32, every 101st float of [-104, 89]) and
+    0.87 ulp (float64, 3e6 points of [-746, 710]) for normal results, within one smallest
+    subnormal below them; exp(-inf) = 0, exp(+inf) = +inf, NaN in gives NaN out.
     """
     raise NotImplementedError("only callable from Numba-compiled code")
 
 
 def _row_max(row):
-    """The maximum of a contiguous row, or NaN if the row's maximum key is a NaN.
+    """The maximum of a contiguous row, NaN if the row's top key is a NaN.
 
-    [Note: why integer keys]
-    LLVM does not vectorise a float max reduction unless it may assume there are no NaNs. The
-    bits of a float, read as a signed integer with the magnitude bits flipped for negative
-    numbers, order like the floats, and an integer max reduction vectorises. A NaN may or may
-    not win: either way it reaches the row sum, which makes the row NaN, and the +inf path
-    checks for NaN itself.
+    [Note: integer keys]
+    LLVM vectorises a float max reduction only if it may assume there are no NaNs. The bits of
+    a float read as a signed integer, with the magnitude bits flipped when negative, order like
+    the float, and an integer max reduction vectorises. A NaN may win or lose here; if it loses,
+    it still makes the row sum NaN, and if it wins the max is not finite: the row is NaN either
+    way, as it is in kernels.cpp.
     """
     raise NotImplementedError("only callable from Numba-compiled code")
 
 
-def _make_exp(float_t, int_t, mantissa_bits, lo, hi, ln2_hi, ln2_lo, coefficients):
-    """``_exp`` for one dtype: Cody-Waite reduction, ``exp(r) = 1 + r + r**2 q(r)``, 2**n."""
-    f = float_t
-    shift = f(1.5 * 2.0**mantissa_bits)  # x + shift rounds x to an integer in the low bits
-    shift_bits = np.array(shift).view(int_t)[()]
+def _make_exp(float_t, int_t, *, lowest, highest, ln2_head, ln2_tail, coefficients, cephes):
+    """``_exp`` for one dtype; exp(r) is Horner's rule over ``coefficients``, highest first.
+
+    With ``cephes`` the polynomial is P of Cephes' ``1 + r + r**2 P(r)``; without, it is the
+    whole Taylor polynomial down to degree 0.
+    """
+    mantissa_bits = np.finfo(float_t).nmant
     bias = int_t(np.finfo(float_t).maxexp - 1)
-    lo, hi, log2e, ln2_hi, ln2_lo = f(lo), f(hi), f(1 / math.log(2)), f(ln2_hi), f(ln2_lo)
-    q_coefficients = tuple(f(c) for c in coefficients)
-    one = f(1)
+    magic = float_t(1.5 * 2.0**mantissa_bits)  # adding it rounds to an integer
+    magic_bits = magic.view(int_t)
+    lowest, highest = float_t(lowest), float_t(highest)
+    log2e, ln2_head, ln2_tail = float_t(1 / math.log(2)), float_t(ln2_head), float_t(ln2_tail)
+    head, rest = float_t(coefficients[0]), tuple(float_t(c) for c in coefficients[1:])
+    one = float_t(1)
 
     def exp(x):
-        x = lo if x < lo else x  # written so that NaN passes both clamps
-        x = hi if x > hi else x
-        t = x * log2e + shift
-        n_float = t - shift
-        r = x - n_float * ln2_hi
-        r = r - n_float * ln2_lo
-        q = q_coefficients[0]
-        for c in q_coefficients[1:]:
-            q = q * r + c
-        p = q * (r * r) + r + one
-        n = f(t).view(int_t) - shift_bits
-        # 2**n in two factors, so that results below the smallest normal round once, gradually.
-        half = n >> 1
-        scale_1 = int_t((half + bias) << mantissa_bits).view(float_t)
-        scale_2 = int_t((n - half + bias) << mantissa_bits).view(float_t)
-        return p * scale_1 * scale_2
+        xc = lowest if x < lowest else x  # NaN compares false and passes both clamps
+        xc = highest if xc > highest else xc
+        shifted = xc * log2e + magic
+        n = shifted - magic
+        n_int = float_t(shifted).view(int_t) - magic_bits
+        r = xc - n * ln2_head
+        r = r - n * ln2_tail
+        p = head
+        for c in rest:
+            p = p * r + c
+        if cephes:
+            p = (p * (r * r) + r) + one
+        half = n_int >> 1
+        scale_a = int_t((half + bias) << mantissa_bits).view(float_t)
+        scale_b = int_t((n_int - half + bias) << mantissa_bits).view(float_t)
+        return (p * scale_a) * scale_b
 
     return exp
+
+
+_EXPS = {
+    types.float32: _make_exp(
+        np.float32,
+        np.int32,
+        lowest=-104.0,
+        highest=89.0,
+        ln2_head=0.693359375,
+        ln2_tail=-2.12194440e-4,
+        coefficients=(1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                      1.6666665459e-1, 5.0000001201e-1),
+        cephes=True,
+    ),
+    types.float64: _make_exp(
+        np.float64,
+        np.int64,
+        lowest=-746.0,
+        highest=710.0,
+        ln2_head=6.93145751953125e-1,
+        ln2_tail=1.42860682030941723212e-6,
+        coefficients=tuple(1 / math.factorial(k) for k in range(13, -1, -1)),
+        cephes=False,
+    ),
+}  # fmt: skip
 
 
 def _make_row_max(float_t, int_t):
     magnitude = int_t(np.iinfo(int_t).max)
     sign_shift = int_t(np.iinfo(int_t).bits - 1)
-    lowest = int_t(np.iinfo(int_t).min)
+    lowest_key = int_t(np.iinfo(int_t).min)
 
     def row_max(row):
         bits = row.view(int_t)
-        best = lowest
+        best = lowest_key
         for i in range(bits.shape[0]):
             key = bits[i] ^ ((bits[i] >> sign_shift) & magnitude)
             best = key if key > best else best
@@ -122,22 +166,6 @@ def _make_row_max(float_t, int_t):
     return row_max
 
 
-# Clamps: exp(lo) rounds to 0 and exp(hi) overflows. Polynomials: near-minimax fits on
-# [-ln2/2, ln2/2] (degree 6 for float32, 11 for float64); ln2 split as in Cephes and fdlibm.
-_EXPS = {
-    types.float32: _make_exp(
-        np.float32, np.int32, 23, -104.0, 89.0, 0.693359375, -2.12194440e-4,
-        (0.001381461275741458, 0.008368710055947304, 0.04166838899254799,
-         0.1666652113199234, 0.4999999403953552),
-    ),
-    types.float64: _make_exp(
-        np.float64, np.int64, 52, -746.0, 710.0, 6.93147180369123816490e-01,
-        1.90821492927058770002e-10,
-        (2.5100375832840034e-08, 2.762007588034591e-07, 2.755726848030944e-06,
-         2.480152132236793e-05, 0.00019841269863040545, 0.0013888888917196719,
-         0.008333333333330065, 0.041666666666624164, 0.16666666666666669, 0.5000000000000001),
-    ),
-}  # fmt: skip
 _ROW_MAXES = {
     types.float32: _make_row_max(np.float32, np.int32),
     types.float64: _make_row_max(np.float64, np.int64),
@@ -154,347 +182,411 @@ def _overload_row_max(row):
     return _ROW_MAXES.get(row.dtype)
 
 
-# --- reductions (float64 accumulators; see the module note) --------------------------------
+@njit(**_JIT)
+def _is_finite(v):
+    return -np.inf < v < np.inf
 
 
-@njit(**_REDUCE)
-def _exp_sum(x, m, out):
-    """Write ``exp(x - m)`` to ``out``; return its sum."""
-    total = 0.0
-    for i in range(x.shape[0]):
-        e = _exp(x[i] - m)
-        out[i] = e
-        total += np.float64(e)
-    return total
+# ---------------------------------------------------------------------------------------------
+# Sums, as fold_sum and column_sum in kernels.cpp: partial sums in the row's dtype, vectorised
+# by LLVM, then added into float64. Each sum is one term function closed into a fold, since a
+# function passed to a compiled function as an argument would make its callers uncachable.
+#
+# [Note: compensated folding]
+# The float64 total takes one addition per fold, 10**6 / 256 of them for a row of 10**6; for
+# float64 input it is no wider than the partials, and a plain running total lost ~18 units of
+# rounding (test_threads.py, a float64 row of 300001). Neumaier's compensated addition keeps it to
+# about one rounding for a few operations per fold. A tile folds every 8 rows: each column's
+# partial is a sequential sum, and 256 rows of it exceeded the float32 softmax bound.
 
 
-@njit(**_REDUCE)
-def _sum_exp(x, m):
-    total = 0.0
-    for i in range(x.shape[0]):
-        total += np.float64(_exp(x[i] - m))
-    return total
+@njit(nogil=True)
+def _add_compensated(total, carry, value):
+    """Neumaier's step: ``total + carry`` gains ``value``, ``carry`` keeps what rounding lost."""
+    new_total = total + value
+    if abs(total) >= abs(value):
+        carry += (total - new_total) + value
+    else:
+        carry += (value - new_total) + total
+    return new_total, carry
 
 
-@njit(**_REDUCE)
-def _sum(x):
-    total = 0.0
-    for i in range(x.shape[0]):
-        total += np.float64(x[i])
-    return total
+@njit(nogil=True)
+def _compensated_result(total, carry):
+    return total + carry if _is_finite(total) else total  # inf - inf in the carry is no NaN
 
 
-@njit(**_REDUCE)
-def _dot(x, y):
-    total = 0.0
-    for i in range(x.shape[0]):
-        total += np.float64(x[i]) * np.float64(y[i])
-    return total
+def _make_fold_sum(term):
+    """The sum over a row of ``term(a, b, m, out, i)``; some terms also write ``out``."""
+
+    def partial_sum(a, b, m, out):
+        part = a.dtype.type(0)
+        for i in range(a.shape[0]):
+            part += term(a, b, m, out, i)
+        return part
+
+    partial_sum = njit(nogil=True, fastmath={"reassoc"})(partial_sum)  # see the Note on fastmath
+
+    def fold_sum(a, b, m, out):
+        total = carry = 0.0
+        for start in range(0, a.shape[0], _FOLD_ELEMENTS):
+            stop = start + _FOLD_ELEMENTS  # slices from 0: indices LLVM knows are non-negative
+            part = partial_sum(a[start:stop], b[start:stop], m, out[start:stop])
+            total, carry = _add_compensated(total, carry, np.float64(part))
+        return _compensated_result(total, carry)
+
+    return njit(nogil=True)(fold_sum)
 
 
-# --- contiguous rows (K == 1) --------------------------------------------------------------
-# Every kernel reads element i of its inputs before it writes element i of an output, so an
-# output may be one of the inputs.
+def _make_column_sum(add_row):
+    """Per-column sums over tile ``t`` of ``add_row(part, a_row, b_row, m, out_row)``."""
+
+    def column_sum(a, b, m, out, t):
+        i, k0, k1 = t
+        part = np.zeros(k1 - k0, a.dtype)
+        total, carry = np.zeros(k1 - k0), np.zeros(k1 - k0)
+        for j in range(a.shape[1]):
+            add_row(part, a[i, j, k0:k1], b[i, j, k0:k1], m, out[i, j, k0:k1])
+            if (j + 1) % _FOLD_ROWS == 0 or j + 1 == a.shape[1]:
+                for c in range(part.shape[0]):
+                    total[c], carry[c] = _add_compensated(total[c], carry[c], part[c])
+                    part[c] = 0
+        for c in range(total.shape[0]):
+            total[c] = _compensated_result(total[c], carry[c])
+        return total
+
+    return njit(nogil=True)(column_sum)
+
+
+@njit(nogil=True)
+def _exp_store_term(x, unused, m, e, i):
+    value = _exp(x[i] - m)
+    e[i] = value
+    return value
+
+
+@njit(nogil=True)
+def _exp_term(x, unused, m, unused_out, i):
+    return _exp(x[i] - m)
+
+
+@njit(nogil=True)
+def _product_term(a, b, unused, unused_out, i):
+    return a[i] * b[i]
+
+
+@njit(nogil=True)
+def _value_term(a, unused, unused_m, unused_out, i):
+    return a[i]
+
+
+@njit(nogil=True)
+def _add_exp_store(part, x, unused, m, e):
+    for c in range(part.shape[0]):
+        value = _exp(x[c] - m[c])
+        e[c] = value
+        part[c] += value
+
+
+@njit(nogil=True)
+def _add_exp(part, x, unused, m, unused_out):
+    for c in range(part.shape[0]):
+        part[c] += _exp(x[c] - m[c])
+
+
+@njit(nogil=True)
+def _add_product(part, a, b, unused, unused_out):
+    for c in range(part.shape[0]):
+        part[c] += a[c] * b[c]
+
+
+@njit(nogil=True)
+def _add_value(part, a, unused, unused_m, unused_out):
+    for c in range(part.shape[0]):
+        part[c] += a[c]
+
+
+_exp_store_sum = _make_fold_sum(_exp_store_term)  # exp(x - m) into out, and its sum
+_exp_sum = _make_fold_sum(_exp_term)
+_dot = _make_fold_sum(_product_term)
+_sum = _make_fold_sum(_value_term)
+_column_exp_store_sum = _make_column_sum(_add_exp_store)
+_column_exp_sum = _make_column_sum(_add_exp)
+_column_dot = _make_column_sum(_add_product)
+_column_total = _make_column_sum(_add_value)
+
+
+# ---------------------------------------------------------------------------------------------
+# One contiguous row.
+#
+# [Note: aliasing]
+# LLVM vectorises a loop that reads one array and writes another only after a run-time check
+# that they do not overlap; an output that *is* its input fails the check and the loop runs
+# scalar, 4x slower. So no kernel loop writes an array it also reads through a second name:
+# the rows walk gives a row whose output is an input a private buffer, the columns walk gets
+# such outputs as scratch arrays from `_run`. ``s`` of softmax_jvp is written only after ``x``
+# was last read, so it may be ``x``; exp(x - max) is kept in ``out``.
 
 
 @njit(**_JIT)
 def _limit_row(x, out, log):
-    """Write the limit of a row whose max is +inf; return False (NaN row) if it holds a NaN."""
-    count = 0
+    """A row whose max is not finite (see rows.hpp); False when it came out NaN."""
+    infinite = 0
+    nan = False
     for i in range(x.shape[0]):
-        if x[i] != x[i]:
-            out[:] = np.nan
-            return False
-        count += x[i] == np.inf
-    hit = -math.log(count) if log else 1.0 / count
-    miss = -np.inf if log else 0.0
+        infinite += x[i] == np.inf
+        nan |= x[i] != x[i]
+    if nan or infinite == 0:
+        out[:] = np.nan
+        return False
+    count = x.dtype.type(infinite)
+    hit = -np.log(count) if log else x.dtype.type(1) / count
+    miss = x.dtype.type(-np.inf if log else 0)
     for i in range(x.shape[0]):
         out[i] = hit if x[i] == np.inf else miss
     return True
 
 
 @njit(**_JIT)
-def _softmax_row(x, out):
-    m = _row_max(x)
-    if m == np.inf:
-        _limit_row(x, out, False)
+def _row_op(op, x, g, out, s, want_s):
+    """One row of ``op``. ``g``, and ``s`` unless ``want_s``, are unused dummies."""
+    t = x.dtype.type
+    if op == _SOFTMAX_BACKWARD:
+        dot = t(_dot(x, g, 0, out))
+        for i in range(x.shape[0]):
+            out[i] = x[i] * (g[i] - dot)
         return
-    inv = x.dtype.type(1.0 / _exp_sum(x, m, out))
-    for i in range(out.shape[0]):
-        out[i] *= inv
-
-
-@njit(**_JIT)
-def _log_softmax_row(x, out):
-    m = _row_max(x)
-    if m == np.inf:
-        _limit_row(x, out, True)
+    if op == _LOG_SOFTMAX_BACKWARD:
+        total = t(_sum(g, g, 0, out))
+        for i in range(x.shape[0]):
+            out[i] = g[i] - _exp(x[i]) * total
         return
-    log_sum = x.dtype.type(math.log(_sum_exp(x, m)))
-    for i in range(x.shape[0]):
-        out[i] = (x[i] - m) - log_sum  # x - max first: exact where the softmax underflows
-
-
-@njit(**_JIT)
-def _softmax_backward_row(y, grad, out):
-    dot = y.dtype.type(_dot(y, grad))
-    for i in range(y.shape[0]):
-        out[i] = y[i] * (grad[i] - dot)
-
-
-@njit(**_JIT)
-def _log_softmax_backward_row(y, grad, out):
-    total = y.dtype.type(_sum(grad))
-    for i in range(y.shape[0]):
-        out[i] = grad[i] - _exp(y[i]) * total
-
-
-@njit(**_JIT)
-def _softmax_jvp_row(x, v, out, s):
-    """``s`` holds exp(x - max) between passes; it may be ``x`` or ``out``, never ``v``."""
     m = _row_max(x)
-    if m == np.inf:
-        out[:] = 0.0 if _limit_row(x, s, False) else np.nan
-        return
-    inv = 1.0 / _exp_sum(x, m, s)
-    dot = x.dtype.type(_dot(s, v) * inv)
-    inv = x.dtype.type(inv)
-    for i in range(x.shape[0]):
-        p = s[i] * inv
-        s[i] = p  # before out: when s is out, out must win
-        out[i] = p * (v[i] - dot)
-
-
-@njit(**_JIT)
-def _row_op(op, a, b, out, s):
-    """Run ``op`` on one row; ``b`` and ``s`` are ignored by the ops that do not take them."""
-    if op == _SOFTMAX:
-        _softmax_row(a, out)
-    elif op == _LOG_SOFTMAX:
-        _log_softmax_row(a, out)
-    elif op == _SOFTMAX_BACKWARD:
-        _softmax_backward_row(a, b, out)
-    elif op == _LOG_SOFTMAX_BACKWARD:
-        _log_softmax_backward_row(a, b, out)
-    else:
-        _softmax_jvp_row(a, b, out, s)
-
-
-# --- slabs of columns (K > 1): x[i, :, k0:k1], inner loops along contiguous K --------------
-
-
-@njit(**_JIT)
-def _column_max(x, i, k0, k1):
-    best = x[i, 0, k0:k1].copy()
-    for n in range(1, x.shape[1]):
-        row = x[i, n, k0:k1]
-        for j in range(best.shape[0]):
-            best[j] = row[j] if row[j] > best[j] else best[j]  # a skipped NaN reaches the sum
-    return best
-
-
-@njit(**_JIT)
-def _columns_as_rows(op, a, b, out, s, i, k0, k1):
-    """The slow path of a slab holding a +inf column: each column through its row kernel."""
-    ca, cb = np.empty(a.shape[1], a.dtype), np.empty(a.shape[1], a.dtype)
-    c_out, c_s = np.empty_like(ca), np.empty_like(ca)
-    for k in range(k0, k1):
-        ca[:] = a[i, :, k]
-        cb[:] = b[i, :, k]
-        _row_op(op, ca, cb, c_out, c_s)
+    if not _is_finite(m):
         if op == _SOFTMAX_JVP:
-            s[i, :, k] = c_s  # before out: when s is out, out must win
-        out[i, :, k] = c_out
-
-
-@njit(**_JIT)
-def _exp_sum_columns(x, m, out, i, k0, k1):
-    """Write ``exp(x - m)`` to ``out`` column-wise; return the per-column sums."""
-    total = np.zeros(m.shape[0])
-    for n in range(x.shape[1]):
-        row, out_row = x[i, n, k0:k1], out[i, n, k0:k1]
-        for j in range(m.shape[0]):
-            e = _exp(row[j] - m[j])
-            out_row[j] = e
-            total[j] += e
-    return total
-
-
-@njit(**_JIT)
-def _softmax_slab(x, out, i, k0, k1):
-    m = _column_max(x, i, k0, k1)
-    if np.any(m == np.inf):
-        _columns_as_rows(_SOFTMAX, x, x, out, out, i, k0, k1)
+            saturated = _limit_row(x, s if want_s else out, False)
+            out[:] = 0 if saturated else np.nan  # the Jacobian of a saturated softmax is zero
+        else:
+            _limit_row(x, out, op == _LOG_SOFTMAX)
         return
-    inv = (1.0 / _exp_sum_columns(x, m, out, i, k0, k1)).astype(x.dtype)
-    for n in range(x.shape[1]):
-        out[i, n, k0:k1] *= inv
-
-
-@njit(**_JIT)
-def _log_softmax_slab(x, out, i, k0, k1):
-    m = _column_max(x, i, k0, k1)
-    if np.any(m == np.inf):
-        _columns_as_rows(_LOG_SOFTMAX, x, x, out, out, i, k0, k1)
+    if op == _LOG_SOFTMAX:
+        lse = t(math.log(_exp_sum(x, x, m, out)))
+        for i in range(x.shape[0]):
+            out[i] = (x[i] - m) - lse  # [Note: order of subtraction] in rows.hpp
         return
-    total = np.zeros(m.shape[0])
-    for n in range(x.shape[1]):
-        row = x[i, n, k0:k1]
-        for j in range(m.shape[0]):
-            total[j] += _exp(row[j] - m[j])
-    log_sum = np.log(total).astype(x.dtype)
-    for n in range(x.shape[1]):
-        row, out_row = x[i, n, k0:k1], out[i, n, k0:k1]
-        for j in range(m.shape[0]):
-            out_row[j] = (row[j] - m[j]) - log_sum[j]
-
-
-@njit(**_JIT)
-def _softmax_backward_slab(y, grad, out, i, k0, k1):
-    dot = np.zeros(k1 - k0)
-    for n in range(y.shape[1]):
-        y_row, g_row = y[i, n, k0:k1], grad[i, n, k0:k1]
-        for j in range(dot.shape[0]):
-            dot[j] += np.float64(y_row[j]) * np.float64(g_row[j])
-    dot_t = dot.astype(y.dtype)
-    for n in range(y.shape[1]):
-        y_row, g_row, out_row = y[i, n, k0:k1], grad[i, n, k0:k1], out[i, n, k0:k1]
-        for j in range(dot_t.shape[0]):
-            out_row[j] = y_row[j] * (g_row[j] - dot_t[j])
-
-
-@njit(**_JIT)
-def _log_softmax_backward_slab(y, grad, out, i, k0, k1):
-    total = np.zeros(k1 - k0)
-    for n in range(y.shape[1]):
-        g_row = grad[i, n, k0:k1]
-        for j in range(total.shape[0]):
-            total[j] += g_row[j]
-    total_t = total.astype(y.dtype)
-    for n in range(y.shape[1]):
-        y_row, g_row, out_row = y[i, n, k0:k1], grad[i, n, k0:k1], out[i, n, k0:k1]
-        for j in range(total_t.shape[0]):
-            out_row[j] = g_row[j] - _exp(y_row[j]) * total_t[j]
-
-
-@njit(**_JIT)
-def _softmax_jvp_slab(x, v, out, s, i, k0, k1):
-    m = _column_max(x, i, k0, k1)
-    if np.any(m == np.inf):
-        _columns_as_rows(_SOFTMAX_JVP, x, v, out, s, i, k0, k1)
-        return
-    inv = 1.0 / _exp_sum_columns(x, m, s, i, k0, k1)
-    dot = np.zeros(m.shape[0])
-    for n in range(x.shape[1]):
-        s_row, v_row = s[i, n, k0:k1], v[i, n, k0:k1]
-        for j in range(dot.shape[0]):
-            dot[j] += np.float64(s_row[j]) * np.float64(v_row[j])
-    dot_t = (dot * inv).astype(x.dtype)
-    inv_t = inv.astype(x.dtype)
-    for n in range(x.shape[1]):
-        s_row, v_row, out_row = s[i, n, k0:k1], v[i, n, k0:k1], out[i, n, k0:k1]
-        for j in range(dot_t.shape[0]):
-            p = s_row[j] * inv_t[j]
-            s_row[j] = p  # before out: when s is out, out must win
-            out_row[j] = p * (v_row[j] - dot_t[j])
-
-
-@njit(**_JIT)
-def _slab_op(op, a, b, out, s, i, k0, k1):
+    total = _exp_store_sum(x, x, m, out)
+    inv = t(1.0 / total)
     if op == _SOFTMAX:
-        _softmax_slab(a, out, i, k0, k1)
-    elif op == _LOG_SOFTMAX:
-        _log_softmax_slab(a, out, i, k0, k1)
-    elif op == _SOFTMAX_BACKWARD:
-        _softmax_backward_slab(a, b, out, i, k0, k1)
-    elif op == _LOG_SOFTMAX_BACKWARD:
-        _log_softmax_backward_slab(a, b, out, i, k0, k1)
-    else:
-        _softmax_jvp_slab(a, b, out, s, i, k0, k1)
+        for i in range(out.shape[0]):
+            out[i] *= inv
+        return
+    if want_s:
+        for i in range(out.shape[0]):
+            s[i] = out[i] * inv
+    dot = t(_dot(out, g, 0, out) / total)
+    for i in range(out.shape[0]):
+        out[i] = (out[i] * inv) * (g[i] - dot)
 
 
-# --- parallel drivers: the thread count is set by the caller --------------------------------
+# ---------------------------------------------------------------------------------------------
+# A tile: rows 0..N of columns k0..k1 at index i of M, vectors running across the columns. Here
+# no output is an input (see the Note on aliasing).
+
+
+@njit(**_JIT)
+def _column_max(x, t):
+    i, k0, k1 = t
+    m = np.full(k1 - k0, -np.inf, x.dtype)
+    for j in range(x.shape[1]):
+        row = x[i, j, k0:k1]
+        for c in range(m.shape[0]):
+            m[c] = row[c] if row[c] > m[c] else m[c]  # NaN loses, as in simd::max
+    return m
+
+
+@njit(**_JIT)
+def _scale_columns(a, factor, t):
+    """a *= factor[column] over tile ``t``."""
+    i, k0, k1 = t
+    for j in range(a.shape[1]):
+        row = a[i, j, k0:k1]
+        for c in range(factor.shape[0]):
+            row[c] *= factor[c]
+
+
+@njit(**_JIT)
+def _tile_op(op, x, g, out, s, want_s, t):
+    """``op`` on tile ``t``; False when a column's max is not finite (redo it column-wise)."""
+    i, k0, k1 = t
+    if op == _SOFTMAX_BACKWARD:
+        dot = _column_dot(x, g, x[i, 0], out, t).astype(x.dtype)
+        for j in range(x.shape[1]):
+            y, g_row, out_row = x[i, j, k0:k1], g[i, j, k0:k1], out[i, j, k0:k1]
+            for c in range(dot.shape[0]):
+                out_row[c] = y[c] * (g_row[c] - dot[c])
+        return True
+    if op == _LOG_SOFTMAX_BACKWARD:
+        total = _column_total(g, g, x[i, 0], out, t).astype(x.dtype)
+        for j in range(x.shape[1]):
+            y, g_row, out_row = x[i, j, k0:k1], g[i, j, k0:k1], out[i, j, k0:k1]
+            for c in range(total.shape[0]):
+                out_row[c] = g_row[c] - _exp(y[c]) * total[c]
+        return True
+    m = _column_max(x, t)
+    for c in range(m.shape[0]):
+        if not _is_finite(m[c]):
+            return False
+    if op == _LOG_SOFTMAX:
+        lse = np.log(_column_exp_sum(x, x, m, out, t)).astype(x.dtype)
+        for j in range(x.shape[1]):
+            x_row, out_row = x[i, j, k0:k1], out[i, j, k0:k1]
+            for c in range(lse.shape[0]):
+                out_row[c] = (x_row[c] - m[c]) - lse[c]
+        return True
+    inv = 1.0 / _column_exp_store_sum(x, x, m, out, t)
+    inv_t = inv.astype(x.dtype)
+    if op == _SOFTMAX:
+        _scale_columns(out, inv_t, t)
+        return True
+    if want_s:
+        for j in range(x.shape[1]):
+            e, s_row = out[i, j, k0:k1], s[i, j, k0:k1]
+            for c in range(inv_t.shape[0]):
+                s_row[c] = e[c] * inv_t[c]
+    dot = (_column_dot(out, g, m, out, t) * inv).astype(x.dtype)
+    for j in range(x.shape[1]):
+        e, g_row = out[i, j, k0:k1], g[i, j, k0:k1]
+        for c in range(dot.shape[0]):
+            e[c] = (e[c] * inv_t[c]) * (g_row[c] - dot[c])
+    return True
+
+
+@njit(**_JIT)
+def _gathered_row(op, x, g, out, s, want_s, i, k):
+    """Column k of a tile through contiguous copies, for a column whose max is not finite."""
+    row_x, row_g = x[i, :, k].copy(), g[i, :, k].copy()
+    row_out, row_s = np.empty_like(row_x), np.empty_like(row_x)
+    _row_op(op, row_x, row_g, row_out, row_s, want_s)
+    out[i, :, k] = row_out
+    if want_s:
+        s[i, :, k] = row_s
+
+
+# ---------------------------------------------------------------------------------------------
+# The walks, as kernels.cpp's parallel_ranges: a serial body over a range of tasks, run directly
+# for one thread and once per thread (contiguous ranges) under prange for more. The caller sets
+# Numba's thread count to ``parts`` before a parallel walk.
+
+
+@njit(**_JIT)
+def _rows(op, x, g, out, s, want_s, private, begin, end):
+    own = np.empty(x.shape[1] if private else 0, x.dtype)  # see the Note on aliasing
+    for r in range(begin, end):
+        _row_op(op, x[r], g[r], own if private else out[r], s[r], want_s)
+        if private:
+            out[r] = own
+
+
+@njit(**_JIT)
+def _columns(op, x, g, out, s, want_s, width, begin, end):
+    tiles_per_m = (x.shape[2] + width - 1) // width
+    for task in range(begin, end):
+        i, k0 = task // tiles_per_m, task % tiles_per_m * width
+        k1 = min(k0 + width, x.shape[2])
+        if not _tile_op(op, x, g, out, s, want_s, (i, k0, k1)):
+            for k in range(k0, k1):
+                _gathered_row(op, x, g, out, s, want_s, i, k)
 
 
 @njit(parallel=True, **_JIT)
-def _over_rows(op, a, b, out, s):
-    for i in prange(a.shape[0]):
-        _row_op(op, a[i], b[i], out[i], s[i])
+def _parallel_rows(op, x, g, out, s, want_s, private, parts):
+    tasks = x.shape[0]
+    for part in prange(parts):
+        _rows(op, x, g, out, s, want_s, private, tasks * part // parts, tasks * (part + 1) // parts)
 
 
 @njit(parallel=True, **_JIT)
-def _over_slabs(op, a, b, out, s, width):
-    per_row = (a.shape[2] + width - 1) // width
-    for task in prange(a.shape[0] * per_row):
-        i, k0 = task // per_row, task % per_row * width
-        _slab_op(op, a, b, out, s, i, k0, min(k0 + width, a.shape[2]))
+def _parallel_columns(op, x, g, out, s, want_s, width, parts):
+    tasks = x.shape[0] * ((x.shape[2] + width - 1) // width)
+    for part in prange(parts):
+        begin, end = tasks * part // parts, tasks * (part + 1) // parts
+        _columns(op, x, g, out, s, want_s, width, begin, end)
 
 
-# --- Python glue ---------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
+# Python glue.
 
 
-def _run(op: int, axis: int, threads: int, inputs: tuple, outputs: tuple) -> None:
-    """Hand the arrays to the kernels as C-contiguous ``(M, N)`` or ``(M, N, K)`` arrays.
+def _run(op: int, axis: int, threads: int, inputs: tuple, out: np.ndarray, s=None) -> None:
+    """Hand the arrays to a walk as C-contiguous ``(M*K, N)`` rows or ``(M, N, K)`` blocks.
 
-    A C- or Fortran-contiguous input is viewed, never copied (Fortran as its C-contiguous
-    transpose); any other layout goes through a C-contiguous scratch. An output given twice
-    (softmax_jvp's ``s`` as ``out``) is one kernel array.
+    C- and Fortran-contiguous arrays are viewed, never copied (Fortran as its C-contiguous
+    transpose, chosen by the first input); anything else goes through a C-contiguous scratch,
+    and so does an output that is an input when the walk is by columns (Note: aliasing).
     """
     x = inputs[0]
-    transposed = not x.flags.c_contiguous and x.flags.f_contiguous
-    shape = x.shape[::-1] if transposed else x.shape
-    if transposed:
-        axis = x.ndim - 1 - axis
-    m, n, k = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :])
-    rows = (m, n) if k == 1 else (m, n, k)
-
-    def framed(a: np.ndarray) -> np.ndarray:
-        return a.T if transposed else a
-
-    kernel_inputs = [np.ascontiguousarray(framed(a)).reshape(rows) for a in inputs]
-    kernel_outputs: list[np.ndarray] = []
-    copy_back = []
-    for index, a in enumerate(outputs):
-        if index and a is outputs[0]:
-            kernel_outputs.append(kernel_outputs[0])
-        elif framed(a).flags.c_contiguous:
-            kernel_outputs.append(framed(a).reshape(rows))
-        else:
-            kernel_outputs.append(np.empty(rows, x.dtype))
-            copy_back.append((framed(a), kernel_outputs[-1]))
-
-    a, b = kernel_inputs[0], kernel_inputs[-1]
-    out, s = kernel_outputs[0], kernel_outputs[-1]
-    width = min(k, max(_SLAB_MIN_WIDTH, _SLAB_ELEMENTS // n))
-    tasks = m if k == 1 else m * -(-k // width)
-    used = 1 if x.size < _PARALLEL_MIN_ELEMENTS else min(threads, tasks)
-    numba.set_num_threads(min(used, numba.config.NUMBA_NUM_THREADS))
-    if k == 1:
-        _over_rows(op, a, b, out, s)
+    if x.flags.f_contiguous and not x.flags.c_contiguous:
+        inputs, out, s = tuple(a.T for a in inputs), out.T, None if s is None else s.T
+        x, axis = inputs[0], x.ndim - 1 - axis
+    m, n = math.prod(x.shape[:axis]), x.shape[axis]
+    k = x.size // (m * n)
+    as_rows = k == 1 or n == 1
+    block = (m * k, n) if as_rows else (m, n, k)
+    private = any(np.may_share_memory(out, a) for a in inputs)
+    x_k, g_k = (np.ascontiguousarray(a).reshape(block) for a in (x, inputs[-1]))
+    copy_back: list[tuple[np.ndarray, np.ndarray]] = []
+    out_k = _kernel_output(out, block, as_rows or not private, copy_back)
+    s_k = out_k if s is None else _kernel_output(s, block, True, copy_back)
+    if as_rows:
+        tasks = m * k
     else:
-        _over_slabs(op, a, b, out, s, width)
+        # Wide tiles, but enough of them for every thread when M alone is too small.
+        fit = _TILE_BYTES // x.itemsize // n
+        width = min(max(fit, _MIN_TILE_WIDTH), _MAX_TILE_WIDTH, -(-k // -(-threads // m)))
+        tasks = m * -(-k // width)
+    used = min(threads, tasks, max(1, x.size // _GRAIN_ELEMENTS), numba.config.NUMBA_NUM_THREADS)
+    want_s = s is not None
+    if used > 1:
+        numba.set_num_threads(used)
+    if as_rows and used > 1:
+        _parallel_rows(op, x_k, g_k, out_k, s_k, want_s, private, used)
+    elif as_rows:
+        _rows(op, x_k, g_k, out_k, s_k, want_s, private, 0, tasks)
+    elif used > 1:
+        _parallel_columns(op, x_k, g_k, out_k, s_k, want_s, width, used)
+    else:
+        _columns(op, x_k, g_k, out_k, s_k, want_s, width, 0, tasks)
     for target, result in copy_back:
-        target[...] = result.reshape(target.shape)
+        np.copyto(target, result.reshape(target.shape))
+
+
+def _kernel_output(a: np.ndarray, block: tuple, may_view: bool, copy_back: list) -> np.ndarray:
+    """``a`` as the walk's C-contiguous output, or a scratch that is copied back into it."""
+    if may_view and a.flags.c_contiguous:
+        return a.reshape(block)
+    scratch = np.empty(block, a.dtype)
+    copy_back.append((a, scratch))
+    return scratch
 
 
 def softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None:
-    _run(_SOFTMAX, axis, threads, (x,), (out,))
+    _run(_SOFTMAX, axis, threads, (x,), out)
 
 
 def log_softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None:
-    _run(_LOG_SOFTMAX, axis, threads, (x,), (out,))
+    _run(_LOG_SOFTMAX, axis, threads, (x,), out)
 
 
 def softmax_backward(
     y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
 ) -> None:
-    _run(_SOFTMAX_BACKWARD, axis, threads, (y, grad), (out,))
+    _run(_SOFTMAX_BACKWARD, axis, threads, (y, grad), out)
 
 
 def log_softmax_backward(
     y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
 ) -> None:
-    _run(_LOG_SOFTMAX_BACKWARD, axis, threads, (y, grad), (out,))
+    _run(_LOG_SOFTMAX_BACKWARD, axis, threads, (y, grad), out)
 
 
 def softmax_jvp(
@@ -505,7 +597,4 @@ def softmax_jvp(
     axis: int,
     threads: int,
 ) -> None:
-    if s_out is None:
-        # The kernel keeps exp(x - max) between passes; out can hold it unless out is v.
-        s_out = np.empty_like(x) if np.may_share_memory(out, v) else out
-    _run(_SOFTMAX_JVP, axis, threads, (x, v), (out, s_out))
+    _run(_SOFTMAX_JVP, axis, threads, (x, v), out, s_out)

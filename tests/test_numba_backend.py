@@ -1,0 +1,127 @@
+"""The Numba backend's own paths, called directly and compared with ``_reference.py``.
+
+The shared tests reach these through the public API; here each walk of ``_numba.py`` is aimed
+at on purpose: contiguous rows, rows of length 1, column tiles (several per row of M, with a
+partial last one, and more rows than one float32 fold), the column-by-column path a tile takes
+when a column's max is not finite, and the private buffers and scratch arrays that keep a
+kernel loop from writing an array it reads under another name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+numba = pytest.importorskip("numba")
+from fastsoftmax import _numba as numba_backend  # noqa: E402
+from fastsoftmax import _reference  # noqa: E402
+
+UNARY = ("softmax", "log_softmax")
+BINARY = ("softmax_backward", "log_softmax_backward")
+
+# (shape, axis): rows; length-1 axis; tiles wider than K; several tiles and a partial one per
+# row of M; more rows than one fold (256) of the column sums; rows longer than one fold.
+SHAPES = [
+    ((5, 37), 1),
+    ((6, 1, 4), 1),
+    ((3, 9, 5), 1),
+    ((2, 7, 1300), 1),
+    ((300, 6), 0),
+    ((2, 700), 1),
+]
+
+
+def _call(module, name, arrays, out, s_out, axis, threads):
+    if name == "softmax_jvp":
+        module.softmax_jvp(*arrays, out, s_out, axis, threads)
+    else:
+        getattr(module, name)(*arrays, out, axis, threads)
+
+
+def _logits(shape, dtype, rng, special=False):
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    if special:  # one special value per row along the axis, in a few rows
+        flat = np.moveaxis(x, -1, 0).reshape(shape[-1], -1)
+        for row, value in zip(range(0, flat.shape[1], 3), [np.inf, -np.inf, np.nan], strict=False):
+            flat[row % flat.shape[0], row] = value
+    return x
+
+
+def _inputs(name, shape, axis, dtype, rng, special=False):
+    x = _logits(shape, dtype, rng, special)
+    grad = rng.standard_normal(shape).astype(dtype)
+    if name in UNARY:
+        return [x]
+    if name in BINARY:
+        y = np.empty_like(x)
+        forward = _reference.softmax if name == "softmax_backward" else _reference.log_softmax
+        forward(_logits(shape, dtype, rng), y, axis, 1)
+        return [y, grad]
+    return [x, grad]
+
+
+def _assert_close(actual, expected, dtype):
+    eps = np.finfo(dtype).eps
+    scale = np.max(np.abs(expected[np.isfinite(expected)]), initial=1.0)
+    np.testing.assert_allclose(actual, expected, rtol=64 * eps, atol=64 * eps * scale)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("special", [False, True], ids=["finite", "special"])
+@pytest.mark.parametrize(("shape", "axis"), SHAPES, ids=str)
+@pytest.mark.parametrize("name", [*UNARY, *BINARY, "softmax_jvp"])
+def test_walks_match_reference(name, shape, axis, special, threads, dtype, rng):
+    arrays = _inputs(name, shape, axis, dtype.type, rng, special and name not in BINARY)
+    expected, expected_s = np.empty(shape, dtype), np.empty(shape, dtype)
+    _call(_reference, name, [a.copy() for a in arrays], expected, expected_s, axis, 1)
+    out, s_out = np.empty(shape, dtype), np.empty(shape, dtype)
+    _call(numba_backend, name, arrays, out, s_out, axis, threads)
+    _assert_close(out, expected, dtype)
+    if name == "softmax_jvp":
+        _assert_close(s_out, expected_s, dtype)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize(("shape", "axis"), SHAPES, ids=str)
+@pytest.mark.parametrize("name", [*UNARY, *BINARY, "softmax_jvp"])
+def test_every_output_may_be_an_input(name, shape, axis, order, dtype, rng):
+    arrays = [np.asarray(a, order=order) for a in _inputs(name, shape, axis, dtype.type, rng)]
+    expected = np.empty(shape, dtype)
+    _call(_reference, name, [a.copy() for a in arrays], expected, None, axis, 1)
+    for index in range(len(arrays)):
+        aliased = [a.copy(order=order) for a in arrays]
+        _call(numba_backend, name, aliased, aliased[index], None, axis, 2)
+        _assert_close(aliased[index], expected, dtype)
+
+
+@pytest.mark.parametrize(("shape", "axis"), SHAPES, ids=str)
+def test_jvp_softmax_may_be_x_while_out_is_v(shape, axis, dtype, rng):
+    x, v = _inputs("softmax_jvp", shape, axis, dtype.type, rng, special=True)
+    expected, expected_s = np.empty(shape, dtype), np.empty(shape, dtype)
+    _reference.softmax_jvp(x.copy(), v.copy(), expected, expected_s, axis, 1)
+    numba_backend.softmax_jvp(x, v, v, x, axis, 2)
+    _assert_close(v, expected, dtype)
+    _assert_close(x, expected_s, dtype)
+
+
+@numba.njit
+def _exp_array(x, out):
+    for i in range(x.shape[0]):
+        out[i] = numba_backend._exp(x[i])
+
+
+def test_exp_over_the_whole_range(dtype):
+    info = np.finfo(dtype)
+    low, high = np.log(info.smallest_subnormal) - 1, np.log(info.max) + 1
+    x = np.concatenate([np.linspace(low, high, 200_001), [-np.inf, np.inf, np.nan]]).astype(dtype)
+    out = np.empty_like(x)
+    _exp_array(x, out)
+    with np.errstate(over="ignore"):
+        expected = np.exp(x.astype(np.longdouble))
+    normal = (expected >= info.tiny) & (expected <= info.max)
+    ulps = np.abs(out[normal] - expected[normal]) / np.spacing(expected[normal].astype(dtype))
+    assert ulps.max() <= 1.5
+    below = expected < info.tiny
+    assert np.all(np.abs(out[below] - expected[below]) <= info.smallest_subnormal)
+    assert np.all(out[expected > info.max] == np.inf)
+    assert np.isnan(out[-1])
