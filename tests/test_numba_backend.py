@@ -9,10 +9,10 @@ kernel loop from writing an array it reads under another name.
 
 from __future__ import annotations
 
+# Numba is part of the test extra: its absence must fail here, not skip.
+import numba
 import numpy as np
 import pytest
-
-# Numba is part of the test extra: its absence must fail here, not skip.
 from fastsoftmax import _numba as numba_backend
 from fastsoftmax import _reference
 
