@@ -183,14 +183,12 @@ void walk_gathered(const Block& b, int threads) {
 
 template <class T>
 void walk_columns(const Block& b, int threads) {
-  // W columns per tile: as many as keep an N x W tile within kTileBytes, whole vectors.
-  const int64_t fit = kTileBytes / static_cast<int64_t>(sizeof(T)) / b.n / L<T> * L<T>;
-  const int64_t width = std::min({std::max(fit, L<T>), kMaxTileWidth, b.k});
+  const int64_t width = std::min(kMaxTileWidth, b.k);  // see the Note on tile width
   const int64_t tiles_per_m = (b.k + width - 1) / width;
   const int64_t tasks = b.m * tiles_per_m;
   const int nt = threads_for(threads, tasks, b.m * b.n * b.k);
-  // Per thread: the jvp's exp tile, or the gathered walk's 5 rows for a column redone alone.
-  const int64_t per_thread = std::max(b.n * padded_width<T>(width), 5 * b.n);
+  // Per thread: the gathered walk's 5 rows, for a column redone alone.
+  const int64_t per_thread = 5 * b.n;
   std::vector<T> scratch(static_cast<std::size_t>(nt * per_thread));
   parallel_ranges(tasks, nt, [&](int64_t begin, int64_t end, int64_t t) {
     T* own = scratch.data() + t * per_thread;
@@ -201,7 +199,7 @@ void walk_columns(const Block& b, int threads) {
                          element<T>(b.out, m, 0, k0), b.s.data ? element<T>(b.s, m, 0, k0) : nullptr,
                          b.x.stride[1], b.g.stride[1], b.out.stride[1], b.s.stride[1],
                          b.n, std::min(width, b.k - k0)};
-      if (!tile_op<T>(b.op, tile, own)) {
+      if (!tile_op<T>(b.op, tile)) {
         for (int64_t k = k0; k < k0 + tile.w; ++k) gathered_row<T>(b, m, k, own);
       }
     }
