@@ -37,6 +37,9 @@ FASTSOFTMAX_DECLARE_LEVEL(avx2)
 FASTSOFTMAX_DECLARE_LEVEL(avx512)
 #undef FASTSOFTMAX_DECLARE_LEVEL
 
+// dispatch.cpp: true in a child forked after import, which must not start OpenMP threads.
+bool in_forked_child();
+
 // dispatch.cpp: the entry points of the selected level.
 BlockKernel selected_kernel();
 ExpKernel selected_exp();

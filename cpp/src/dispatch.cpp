@@ -10,6 +10,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if __has_include(<pthread.h>)
+#include <pthread.h>
+#endif
 
 #include "block.hpp"
 
@@ -110,6 +113,22 @@ std::vector<std::string> supported_simd_levels() {
 void set_simd_level(const std::string& name) {
   g_level.store(check(name, "the SIMD level"), std::memory_order_release);
 }
+
+// [Note: fork]
+// GNU OpenMP's thread pool does not survive fork(): a child that starts a parallel region waits
+// forever for threads that were not copied. So a forked child computes on one thread (as
+// PyTorch's intra-op pool does); exec'd processes and spawn-started workers are not affected.
+namespace {
+std::atomic<bool> g_forked{false};
+[[maybe_unused]] const bool g_fork_handler_installed = [] {
+#if __has_include(<pthread.h>)
+  pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); });
+#endif
+  return true;
+}();
+}  // namespace
+
+bool in_forked_child() { return g_forked.load(std::memory_order_relaxed); }
 
 bool openmp_enabled() {
 #ifdef _OPENMP
