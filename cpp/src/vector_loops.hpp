@@ -4,9 +4,9 @@
 // [Note: summation]
 // A float32 running sum over a row of N loses up to ~log2(N) bits, and even short float partial
 // sums (a few hundred terms per lane) put a softmax near its maximum past 8 units of rounding.
-// So two vectors of terms are added in T (one rounding), then widened and added into double
-// lanes: the sums are exact to about one float rounding for any N, for two extra vector
-// instructions per pair of vectors. Double terms get a Kahan-compensated double sum instead.
+// So four vectors of terms are added pairwise in T (two roundings), then widened and added into
+// double lanes: the sums are exact to about two float roundings for any N, for one extra vector
+// instruction per vector of terms. Double terms get a Kahan-compensated double sum instead.
 #pragma once
 
 #include <algorithm>
@@ -75,7 +75,10 @@ template <class T, class F>
 inline double fold_sum(int64_t n, F&& term) {
   simd::WideSum<T> sum;
   int64_t i = 0;
-  for (; i + 2 * L<T> <= n; i += 2 * L<T>) sum.add(term(i, L<T>) + term(i + L<T>, L<T>));
+  for (; i + 4 * L<T> <= n; i += 4 * L<T>) {
+    sum.add((term(i, L<T>) + term(i + L<T>, L<T>)) +
+            (term(i + 2 * L<T>, L<T>) + term(i + 3 * L<T>, L<T>)));
+  }
   for (; i < n; i += L<T>) sum.add(term(i, std::min(L<T>, n - i)));
   return sum.total();
 }
