@@ -184,7 +184,12 @@ void walk_gathered(const Block& b, int threads) {
 
 template <class T>
 void walk_columns(const Block& b, int threads) {
-  const int64_t width = std::min(kMaxTileWidth, b.k);  // see the Note on tile width
+  // As wide as K allows (see the Note on tile width), but narrower when that would leave
+  // threads idle: (4096, 1024) along axis 0 is one tile of 1024 columns.
+  const int by_work = threads_for(threads, b.m * b.k, b.m * b.n * b.k);
+  const int64_t tiles_wanted = (by_work + b.m - 1) / b.m;
+  const int64_t split = ((b.k + tiles_wanted - 1) / tiles_wanted + L<T> - 1) / L<T> * L<T>;
+  const int64_t width = std::min({kMaxTileWidth, b.k, split});
   const int64_t tiles_per_m = (b.k + width - 1) / width;
   const int64_t tasks = b.m * tiles_per_m;
   const int nt = threads_for(threads, tasks, b.m * b.n * b.k);
