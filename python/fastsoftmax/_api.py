@@ -49,8 +49,8 @@ def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) 
 def _unary(op_name: str, x: ArrayLike, axis: int, out: object, backend: str | None) -> np.ndarray:
     module = _backends.resolve(backend)
     x = _checks.as_array(x)
+    compute, dtype = _checks.result_dtypes(x.dtype, "x")  # before the axis: a dict is 0-d
     ax = _checks.normalize_axis(axis, x.ndim)
-    compute, dtype = _checks.result_dtypes(x.dtype, "x")
     x = _as_dtype(x, compute)
     user_out, written = _output(out, x, dtype, compute, (x,), "out")
     if x.size:
@@ -70,9 +70,9 @@ def _binary(
     module = _backends.resolve(backend)
     a = _checks.as_array(first)
     b = _checks.as_array(second)
+    compute, dtype = _checks.result_dtypes(_checks.common_dtype(a, b, names), names[0])
     _checks.same_shape(a, b, names)
     ax = _checks.normalize_axis(axis, a.ndim)
-    compute, dtype = _checks.result_dtypes(_checks.common_dtype(a, b, names), names[0])
     a, b = _as_dtype(a, compute), _as_dtype(b, compute)
     user_out, written = _output(out, a, dtype, compute, (a, b), "out")
     if a.size:
@@ -275,9 +275,9 @@ def softmax_jvp(
     s_out, jvp_out = _jvp_outputs(out, return_softmax)
     a = _checks.as_array(x)
     b = _checks.as_array(v)
+    compute, dtype = _checks.result_dtypes(_checks.common_dtype(a, b, ("x", "v")), "x")
     _checks.same_shape(a, b, ("x", "v"))
     ax = _checks.normalize_axis(axis, a.ndim)
-    compute, dtype = _checks.result_dtypes(_checks.common_dtype(a, b, ("x", "v")), "x")
     a, b = _as_dtype(a, compute), _as_dtype(b, compute)
     user_jvp, jvp = _output(jvp_out, a, dtype, compute, (a, b), "out")
     user_s, s = None, None
