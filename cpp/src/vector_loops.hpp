@@ -4,9 +4,9 @@
 // [Note: summation]
 // A float32 running sum over a row of N loses up to ~log2(N) bits, and even short float partial
 // sums (a few hundred terms per lane) put a softmax near its maximum past 8 units of rounding.
-// So four vectors of terms are added pairwise in T (two roundings), then widened and added into
-// double lanes: the sums are exact to about two float roundings for any N, for one extra vector
-// instruction per vector of terms. Double terms get a Kahan-compensated double sum instead.
+// So each lane adds at most four terms in T, four such partials are added pairwise, and only
+// then is the vector widened and added into double lanes: the sums are exact to a few float
+// roundings for any N, and the widening costs a quarter of an instruction per vector of terms. Double terms get a Kahan-compensated double sum instead.
 #pragma once
 
 #include <algorithm>
@@ -75,9 +75,18 @@ template <class T, class F>
 inline double fold_sum(int64_t n, F&& term) {
   simd::WideSum<T> sum;
   int64_t i = 0;
-  for (; i + 4 * L<T> <= n; i += 4 * L<T>) {
-    sum.add((term(i, L<T>) + term(i + L<T>, L<T>)) +
-            (term(i + 2 * L<T>, L<T>) + term(i + 3 * L<T>, L<T>)));
+  // Four accumulators of T, four terms each, then one widening: 16 vectors per block.
+  constexpr int64_t kBlock = 16 * L<T>;
+  for (; i + kBlock <= n; i += kBlock) {
+    Vec<T> a = term(i, L<T>), b = term(i + L<T>, L<T>);
+    Vec<T> c = term(i + 2 * L<T>, L<T>), d = term(i + 3 * L<T>, L<T>);
+    for (int64_t j = i + 4 * L<T>; j < i + kBlock; j += 4 * L<T>) {
+      a += term(j, L<T>);
+      b += term(j + L<T>, L<T>);
+      c += term(j + 2 * L<T>, L<T>);
+      d += term(j + 3 * L<T>, L<T>);
+    }
+    sum.add((a + b) + (c + d));
   }
   for (; i < n; i += L<T>) sum.add(term(i, std::min(L<T>, n - i)));
   return sum.total();
