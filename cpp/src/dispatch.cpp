@@ -1,6 +1,7 @@
 // Picks the kernels' instruction-set level once: the best this CPU runs, or the one
 // FASTSOFTMAX_SIMD names (so every level can be tested on one machine), switchable later by
 // set_simd_level for the tests.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
@@ -138,19 +139,24 @@ bool openmp_enabled() {
 #endif
 }
 
-int max_threads() {
+// [Note: which OpenMP limit caps a call]
+// OpenMP's limit (omp_get_max_threads) is per thread: OMP_NUM_THREADS sets it everywhere,
+// threadpoolctl lowers it in the calling thread. A call is capped by it only where it is below
+// its value at import, i.e. where something lowered it since; otherwise the library's own
+// setting (fastsoftmax.set_num_threads, which may exceed OMP_NUM_THREADS) holds in every thread.
+namespace {
 #ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
+const int g_openmp_limit_at_import = omp_get_max_threads();
 #endif
-}
+}  // namespace
 
-void set_max_threads(int threads) {
+int cap_threads(int requested) {
 #ifdef _OPENMP
-  omp_set_num_threads(threads);
+  const int limit = omp_get_max_threads();
+  return limit < g_openmp_limit_at_import ? std::min(requested, limit) : requested;
 #else
-  (void)threads;
+  (void)requested;
+  return 1;
 #endif
 }
 

@@ -41,11 +41,8 @@ constexpr int64_t kSplitElements = 1 << 16;
 // How many threads a call of `elements` elements split into `tasks` tasks should wake.
 int threads_for(int requested, int64_t tasks, int64_t elements) {
   if (in_forked_child()) return 1;  // see the Note on fork in dispatch.cpp
-  int64_t count = std::min<int64_t>(requested, tasks);
+  int64_t count = std::min<int64_t>(cap_threads(requested), tasks);
   count = std::min<int64_t>(count, std::max<int64_t>(1, elements / kGrainElements));
-#ifdef _OPENMP
-  count = std::min<int64_t>(count, omp_get_max_threads());
-#endif
   return static_cast<int>(std::max<int64_t>(count, 1));
 }
 

@@ -133,8 +133,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_simd_level", &fastsoftmax::set_simd_level, py::arg("name"),
         "Use the kernels of another SIMD level from now on (for tests).");
   m.def("openmp_enabled", &fastsoftmax::openmp_enabled);
-  m.def("set_openmp_threads", &fastsoftmax::set_max_threads, py::arg("threads"),
-        "Raise or lower OpenMP's thread limit in the calling thread.");
   m.def("_exp", &exp_values, py::arg("x"),
         "The kernels' vectorised exp, elementwise (for its accuracy tests).");
 }

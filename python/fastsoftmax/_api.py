@@ -21,7 +21,10 @@ def _output(
     """``(user's out or None, array the backend writes)``; they differ when a scratch is needed."""
     if out is None:
         # empty_like keeps the input's memory order, so an F-ordered input gets an F-ordered
-        # result and the kernels see the same layout twice.
+        # result and the kernels see the same layout twice; but of a broadcast (zero-stride)
+        # input it makes an F-ordered array, which would put the axis across rows.
+        if 0 in like.strides:
+            return None, np.empty(like.shape, like.dtype)
         return None, np.empty_like(like)
     checked = _checks.check_out(out, like.shape, dtype, name)
     if compute is not dtype or not checked.flags.aligned or _checks.needs_scratch(checked, inputs):
@@ -40,9 +43,13 @@ def _as_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if user_out is None:
-        return written if written.dtype is dtype else written.astype(dtype)
+        if written.dtype is dtype:
+            return written
+        with np.errstate(over="ignore"):  # float32 -> float16: out-of-range values become inf
+            return written.astype(dtype)
     if user_out is not written:
-        np.copyto(user_out, written, casting="unsafe")  # float32 -> float16 results
+        with np.errstate(over="ignore"):  # float32 -> float16: out-of-range values become inf
+            np.copyto(user_out, written, casting="unsafe")
     return user_out
 
 

@@ -3,10 +3,9 @@
 [Note: how the limits combine]
 The default is ``OMP_NUM_THREADS`` when it is set, else the cores this process may run on
 (its CPU affinity, which containers and ``taskset`` restrict). ``set_num_threads`` replaces it
-for every Python thread. The C++ backend further caps each call at OpenMP's own limit in the
-calling thread (``omp_get_max_threads``), which is what ``threadpoolctl.threadpool_limits``
-lowers; ``set_num_threads`` raises that limit in the calling thread so an explicit request
-above ``OMP_NUM_THREADS`` is honoured there.
+for every Python thread. The C++ backend also obeys OpenMP's limit in the calling thread where
+something lowered it after import, which is what ``threadpoolctl.threadpool_limits`` does (see
+the Note in cpp/src/dispatch.cpp).
 """
 
 from __future__ import annotations
@@ -14,13 +13,14 @@ from __future__ import annotations
 import operator
 import os
 
-from ._backends import core
+# The kernels take a C int; no machine has more threads than this.
+MAX_THREADS = 2**31 - 1
 
 
 def _default_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
-        return int(env)
+        return min(int(env), MAX_THREADS)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not every platform has affinity
@@ -46,7 +46,7 @@ def set_num_threads(n: int) -> None:
     TypeError
         If ``n`` is not an integer.
     ValueError
-        If ``n`` is less than 1.
+        If ``n`` is less than 1 or more than 2**31 - 1.
     """
     global _num_threads
     if isinstance(n, bool):
@@ -55,9 +55,8 @@ def set_num_threads(n: int) -> None:
         count = operator.index(n)
     except TypeError:
         raise TypeError(f"set_num_threads() takes an integer; got {n!r}") from None
-    if count < 1:
-        raise ValueError(f"set_num_threads() needs a thread count of at least 1; got {count}")
+    if not 1 <= count <= MAX_THREADS:
+        raise ValueError(
+            f"set_num_threads() needs a thread count from 1 to {MAX_THREADS}; got {count}"
+        )
     _num_threads = count
-    extension = core()
-    if extension is not None:
-        extension.set_openmp_threads(count)

@@ -53,8 +53,8 @@ std::string simd_level();                           // the one in use
 void set_simd_level(const std::string& name);
 
 bool openmp_enabled();
-// The largest thread count a call may use now (OpenMP's limit in the calling thread).
-int max_threads();
-void set_max_threads(int threads);
+// `requested` capped by OpenMP's limit in the calling thread where it was lowered since import
+// (threadpoolctl); 1 without OpenMP.
+int cap_threads(int requested);
 
 }  // namespace fastsoftmax
