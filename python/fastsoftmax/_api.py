@@ -65,6 +65,18 @@ def _unary(op_name: str, x: ArrayLike, axis: int, out: object, backend: str | No
     return _deliver(user_out, written, dtype)
 
 
+def _two_inputs(
+    first: ArrayLike, second: ArrayLike, names: tuple[str, str], axis: int
+) -> tuple[np.ndarray, np.ndarray, int, np.dtype, np.dtype]:
+    """Both inputs checked and in the compute dtype, the axis, ``(compute, result)`` dtypes."""
+    a = _checks.as_array(first)
+    b = _checks.as_array(second)
+    compute, dtype = _checks.result_dtypes(_checks.common_dtype(a, b, names), names[0])
+    _checks.same_shape(a, b, names)
+    ax = _checks.normalize_axis(axis, a.ndim)
+    return _as_dtype(a, compute), _as_dtype(b, compute), ax, compute, dtype
+
+
 def _binary(
     op_name: str,
     names: tuple[str, str],
@@ -75,12 +87,7 @@ def _binary(
     backend: str | None,
 ) -> np.ndarray:
     module = _backends.resolve(backend)
-    a = _checks.as_array(first)
-    b = _checks.as_array(second)
-    compute, dtype = _checks.result_dtypes(_checks.common_dtype(a, b, names), names[0])
-    _checks.same_shape(a, b, names)
-    ax = _checks.normalize_axis(axis, a.ndim)
-    a, b = _as_dtype(a, compute), _as_dtype(b, compute)
+    a, b, ax, compute, dtype = _two_inputs(first, second, names, axis)
     user_out, written = _output(out, a, dtype, compute, (a, b), "out")
     if a.size:
         getattr(module, op_name)(a, b, written, ax, get_num_threads())
@@ -280,12 +287,7 @@ def softmax_jvp(
     """
     module = _backends.resolve(backend)
     s_out, jvp_out = _jvp_outputs(out, return_softmax)
-    a = _checks.as_array(x)
-    b = _checks.as_array(v)
-    compute, dtype = _checks.result_dtypes(_checks.common_dtype(a, b, ("x", "v")), "x")
-    _checks.same_shape(a, b, ("x", "v"))
-    ax = _checks.normalize_axis(axis, a.ndim)
-    a, b = _as_dtype(a, compute), _as_dtype(b, compute)
+    a, b, ax, compute, dtype = _two_inputs(x, v, ("x", "v"), axis)
     user_jvp, jvp = _output(jvp_out, a, dtype, compute, (a, b), "out")
     user_s, s = None, None
     if return_softmax:
