@@ -9,9 +9,8 @@
 // - gathered: anything else; each row is copied into a per-thread buffer, computed, copied back.
 //
 // [Note: streaming stores]
-// When the output is larger than the cache can keep (kStreamBytes, measured: 32 MiB arrays stay
-// in this machine's cache, 64 MiB do not, whatever lscpu says of its L3), it is written with
-// non-temporal stores: a normal store first reads the line it writes (a third of the traffic)
+// When the output is larger than the cache can keep (streaming_threshold_bytes, measured: see
+// cache_size.cpp), it is written with non-temporal stores: a normal store first reads the line it writes (a third of the traffic)
 // and evicts the inputs. The next row's input is prefetched while a row's output is written.
 #include <algorithm>
 #include <cmath>
@@ -34,7 +33,6 @@ namespace {
 // Elements one thread must have before a call wakes a second one: below this, starting a
 // parallel region costs more than the work it splits.
 constexpr int64_t kGrainElements = 1 << 15;
-constexpr int64_t kStreamBytes = 32 << 20;
 // Rows at least this long are shared between threads when there are fewer rows than threads.
 constexpr int64_t kSplitElements = 1 << 16;
 
@@ -146,7 +144,7 @@ template <class T>
 void walk_rows(const Block& b, int threads) {
   const int64_t rows = b.m * b.k;
   const int64_t elements = rows * b.n;
-  const bool stream = elements * int64_t(sizeof(T)) > kStreamBytes;
+  const bool stream = elements * int64_t(sizeof(T)) > streaming_threshold_bytes();
   const int by_work = threads_for(threads, elements, elements);
   if (rows < by_work && b.n >= kSplitElements) {
     split_rows<T>(b, by_work, stream);

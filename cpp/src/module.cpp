@@ -133,6 +133,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_simd_level", &fastsoftmax::set_simd_level, py::arg("name"),
         "Use the kernels of another SIMD level from now on (for tests).");
   m.def("openmp_enabled", &fastsoftmax::openmp_enabled);
+  m.def("streaming_threshold_bytes", &fastsoftmax::streaming_threshold_bytes,
+        "Outputs larger than this are written past the cache.");
   m.def("_exp", &exp_values, py::arg("x"),
         "The kernels' vectorised exp, elementwise (for its accuracy tests).");
 }

@@ -31,6 +31,7 @@ def config() -> dict[str, object]:
         facts["simd level"] = core.simd_level()
         facts["simd levels supported"] = core.supported_simd_levels()
         facts["openmp"] = core.openmp_enabled()
+        facts["streaming stores above (MiB per array)"] = core.streaming_threshold_bytes() / 2**20
     return facts
 
 

@@ -53,6 +53,8 @@ std::string simd_level();                           // the one in use
 void set_simd_level(const std::string& name);
 
 bool openmp_enabled();
+// Outputs larger than this many bytes are written past the cache (non-temporal stores).
+std::int64_t streaming_threshold_bytes();
 // `requested` capped by OpenMP's limit in the calling thread where it was lowered since import
 // (threadpoolctl); 1 without OpenMP.
 int cap_threads(int requested);
