@@ -14,6 +14,10 @@ from numpy.typing import ArrayLike
 from . import _backends, _checks
 from ._threads import get_num_threads
 
+# The C++ module's fast path (see its Note in cpp/src/module.cpp), taken for backend=None when
+# the default backend is the C++ one: the result, or None where this module must do the call.
+_FAST = _backends.core() if _backends.DEFAULT == "cpp" else None
+
 
 def _output(
     out: object, like: np.ndarray, dtype: np.dtype, compute: np.dtype, inputs, name: str
@@ -54,6 +58,10 @@ def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) 
 
 
 def _unary(op_name: str, x: ArrayLike, axis: int, out: object, backend: str | None) -> np.ndarray:
+    if backend is None and _FAST is not None:
+        result = getattr(_FAST, "try_" + op_name)(x, out, axis, get_num_threads())
+        if result is not None:
+            return result
     module = _backends.resolve(backend)
     x = _checks.as_array(x)
     compute, dtype = _checks.result_dtypes(x.dtype, "x")  # before the axis: a dict is 0-d
@@ -86,6 +94,10 @@ def _binary(
     out: object,
     backend: str | None,
 ) -> np.ndarray:
+    if backend is None and _FAST is not None:
+        result = getattr(_FAST, "try_" + op_name)(first, second, out, axis, get_num_threads())
+        if result is not None:
+            return result
     module = _backends.resolve(backend)
     a, b, ax, compute, dtype = _two_inputs(first, second, names, axis)
     user_out, written = _output(out, a, dtype, compute, (a, b), "out")
