@@ -45,7 +45,7 @@ class Impl:
 # ----------------------------------------------------------------- fastsoftmax
 
 
-def _fsm_build(fsm, backend: str, case: Case, op: str, inputs, out) -> Call:
+def _fsm_build(fsm, backend: str | None, case: Case, op: str, inputs, out) -> Call:
     function = getattr(fsm, op)
     if out is None:
         return partial(function, *inputs, case.axis, backend=backend)
@@ -80,8 +80,10 @@ def fastsoftmax_impls() -> tuple[list[Impl], dict[str, str]]:
         impls.append(
             Impl(
                 backend,
-                f"fastsoftmax[{backend}]",
-                partial(_fsm_build, fsm, backend),
+                f"fastsoftmax[{backend}]" + (" (default)" if backend == _backends.DEFAULT else ""),
+                # The default backend is called as users call it, without backend= (which
+                # lets small calls take the C++ module's fast path).
+                partial(_fsm_build, fsm, None if backend == _backends.DEFAULT else backend),
                 # The NumPy backend runs NumPy ufuncs, which use one thread whatever we set.
                 threads="one" if backend == "numpy" else "follow",
                 jit=backend == "numba",

@@ -11,7 +11,7 @@
 // [Note: streaming stores]
 // When the output is larger than the cache can keep (streaming_threshold_bytes, measured: see
 // cache_size.cpp), it is written with non-temporal stores: a normal store first reads the line it writes (a third of the traffic)
-// and evicts the inputs. The next row's input is prefetched while a row's output is written.
+// and evicts the inputs. The next row's input is prefetched while a row is computed and written.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -31,8 +31,9 @@ namespace fastsoftmax::FASTSOFTMAX_LEVEL {
 namespace {
 
 // Elements one thread must have before a call wakes a second one: below this, starting a
-// parallel region costs more than the work it splits.
-constexpr int64_t kGrainElements = 1 << 15;
+// parallel region (~2 us) costs more than the work it splits. Measured with 2 threads: a
+// (32, 1000) softmax takes 7.3 us instead of 11.3, its backward 4.4 instead of 5.9.
+constexpr int64_t kGrainElements = 1 << 13;
 // Rows at least this long are shared between threads when there are fewer rows than threads.
 constexpr int64_t kSplitElements = 1 << 16;
 

@@ -49,10 +49,12 @@ bool has_nan(const T* x, int64_t n) {
   return false;
 }
 
-// exp(x - m) into e, returning its sum.
+// exp(x - m) into e, returning its sum; `next` (if not null) is prefetched alongside, so that
+// the next row's input arrives while this row computes.
 template <class T>
-double exp_store_sum(const T* x, T m, T* e, int64_t n) {
+double exp_store_sum(const T* x, T m, T* e, int64_t n, const T* next) {
   return fold_sum<T>(n, [&](int64_t i, int64_t count) {
+    if (next) simd::prefetch(next + i);
     const Vec<T> v = simd::exp<T>(load_n(x + i, count, -kInf<T>) - m);
     store_n(e + i, v, count);
     return v;
@@ -285,7 +287,7 @@ void cached_row(Op op, const Row<T>& r, int64_t n, const RowContext<T>& ctx) {
     return;
   }
   const T* e = ctx.scratch;
-  const double inv = 1.0 / exp_store_sum(r.x, m, ctx.scratch, n);
+  const double inv = 1.0 / exp_store_sum(r.x, m, ctx.scratch, n, ctx.next_x);
   const T scale = T(inv);
   auto prefetch = [&](int64_t i) {
     if (ctx.next_x) simd::prefetch(ctx.next_x + i);
