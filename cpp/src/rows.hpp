@@ -140,7 +140,14 @@ template <class T>
 struct RowContext {
   T* scratch = nullptr;       // a row's worth, for rows of at most kCachedRowBytes
   bool stream = false;        // outputs go past the cache (the arrays are larger than it)
-  const T* next_x = nullptr;  // the next row's input, prefetched while this row is written
+  // The next row's inputs (g may be null), prefetched while this row is computed and written.
+  const T* next_x = nullptr;
+  const T* next_g = nullptr;
+
+  void prefetch_next(int64_t i) const {
+    if (next_x) simd::prefetch(next_x + i);
+    if (next_g) simd::prefetch(next_g + i);
+  }
 };
 
 bool is_forward(Op op) { return op == Op::softmax || op == Op::log_softmax || op == Op::softmax_jvp; }
@@ -212,10 +219,7 @@ void second_pass(Op op, const Row<T>& r, int64_t begin, int64_t end, const Parti
   const T* x = r.x + begin;
   const T* g = r.g ? r.g + begin : nullptr;
   const T m = T(p.max);
-  const T* next = ctx.next_x ? ctx.next_x + begin : nullptr;
-  auto prefetch = [&](int64_t i) {
-    if (next) simd::prefetch(next + i);
-  };
+  auto prefetch = [&](int64_t i) { ctx.prefetch_next(begin + i); };
   switch (op) {
     case Op::softmax: {
       const T inv = T(1.0 / p.sum);
@@ -289,9 +293,7 @@ void cached_row(Op op, const Row<T>& r, int64_t n, const RowContext<T>& ctx) {
   const T* e = ctx.scratch;
   const double inv = 1.0 / exp_store_sum(r.x, m, ctx.scratch, n, ctx.next_x);
   const T scale = T(inv);
-  auto prefetch = [&](int64_t i) {
-    if (ctx.next_x) simd::prefetch(ctx.next_x + i);
-  };
+  auto prefetch = [&](int64_t i) { ctx.prefetch_next(i); };
   if (op == Op::softmax) {
     write_row(r.out, n, ctx.stream, [&](int64_t i, int64_t count) {
       prefetch(i);
