@@ -49,12 +49,12 @@ bool has_nan(const T* x, int64_t n) {
   return false;
 }
 
-// exp(x - m) into e, returning its sum; `next` (if not null) is prefetched alongside, so that
-// the next row's input arrives while this row computes.
-template <class T>
-double exp_store_sum(const T* x, T m, T* e, int64_t n, const T* next) {
+// exp(x - m) into e, returning its sum; prefetch(i) is called alongside, so that the next
+// row's input arrives while this row computes.
+template <class T, class Prefetch>
+double exp_store_sum(const T* x, T m, T* e, int64_t n, Prefetch&& prefetch) {
   return fold_sum<T>(n, [&](int64_t i, int64_t count) {
-    if (next) simd::prefetch(next + i);
+    prefetch(i);
     const Vec<T> v = simd::exp<T>(load_n(x + i, count, -kInf<T>) - m);
     store_n(e + i, v, count);
     return v;
@@ -144,9 +144,16 @@ struct RowContext {
   const T* next_x = nullptr;
   const T* next_g = nullptr;
 
-  void prefetch_next(int64_t i) const {
-    if (next_x) simd::prefetch(next_x + i);
-    if (next_g) simd::prefetch(next_g + i);
+  // f(i) prefetches element offset + i of the next row's inputs. Branch-free: where there is
+  // no next row (or no g), `own` row's elements are prefetched instead, which are cached
+  // already (with a branch per vector, GCC -O3 made the backward 20% slower).
+  auto prefetcher(const T* own, int64_t offset) const {
+    const T* x = (next_x ? next_x : own) + offset;
+    const T* g = next_g ? next_g + offset : x;
+    return [x, g](int64_t i) {
+      simd::prefetch(x + i);
+      simd::prefetch(g + i);
+    };
   }
 };
 
@@ -219,7 +226,7 @@ void second_pass(Op op, const Row<T>& r, int64_t begin, int64_t end, const Parti
   const T* x = r.x + begin;
   const T* g = r.g ? r.g + begin : nullptr;
   const T m = T(p.max);
-  auto prefetch = [&](int64_t i) { ctx.prefetch_next(begin + i); };
+  const auto prefetch = ctx.prefetcher(r.x, begin);
   switch (op) {
     case Op::softmax: {
       const T inv = T(1.0 / p.sum);
@@ -291,9 +298,9 @@ void cached_row(Op op, const Row<T>& r, int64_t n, const RowContext<T>& ctx) {
     return;
   }
   const T* e = ctx.scratch;
-  const double inv = 1.0 / exp_store_sum(r.x, m, ctx.scratch, n, ctx.next_x);
+  const auto prefetch = ctx.prefetcher(r.x, 0);
+  const double inv = 1.0 / exp_store_sum(r.x, m, ctx.scratch, n, prefetch);
   const T scale = T(inv);
-  auto prefetch = [&](int64_t i) { ctx.prefetch_next(i); };
   if (op == Op::softmax) {
     write_row(r.out, n, ctx.stream, [&](int64_t i, int64_t count) {
       prefetch(i);
@@ -313,12 +320,16 @@ void cached_row(Op op, const Row<T>& r, int64_t n, const RowContext<T>& ctx) {
   });
 }
 
-// One whole row on one thread. `ctx.scratch` holds n elements when n * sizeof(T) is at most
-// kCachedRowBytes.
+// Whether row_op needs ctx.scratch (n elements) for rows of n.
+template <class T>
+bool needs_scratch_row(Op op, int64_t n) {
+  return n * int64_t(sizeof(T)) <= kCachedRowBytes && (op == Op::softmax || op == Op::softmax_jvp);
+}
+
+// One whole row on one thread, with ctx.scratch as needs_scratch_row says.
 template <class T>
 void row_op(Op op, const Row<T>& r, int64_t n, const RowContext<T>& ctx) {
-  const bool cached = n * int64_t(sizeof(T)) <= kCachedRowBytes;
-  if (cached && (op == Op::softmax || op == Op::softmax_jvp)) {
+  if (needs_scratch_row<T>(op, n)) {
     cached_row(op, r, n, ctx);
     return;
   }
