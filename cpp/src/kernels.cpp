@@ -209,6 +209,9 @@ void walk_columns(const Block& b, int threads) {
   const int64_t tiles_per_m = (b.k + width - 1) / width;
   const int64_t tasks = b.m * tiles_per_m;
   const int nt = threads_for(threads, tasks, b.m * b.n * b.k);
+  // Tile rows stream at any width: unlike short contiguous rows, they measured faster streamed
+  // ((4096, 1024) along axis 0 on 2 threads, tiles 512 wide: 1.7-2.1 ms against 2.1-2.5).
+  const bool stream = b.m * b.n * b.k * int64_t(sizeof(T)) > streaming_threshold_bytes();
   // Per thread: the gathered walk's 5 rows, for a column redone alone.
   const int64_t per_thread = 5 * b.n;
   const auto scratch = uninitialized<T>(nt * per_thread);
@@ -220,11 +223,12 @@ void walk_columns(const Block& b, int threads) {
       const Tile<T> tile{element<T>(b.x, m, 0, k0), b.g.data ? element<T>(b.g, m, 0, k0) : nullptr,
                          element<T>(b.out, m, 0, k0), b.s.data ? element<T>(b.s, m, 0, k0) : nullptr,
                          b.x.stride[1], b.g.stride[1], b.out.stride[1], b.s.stride[1],
-                         b.n, std::min(width, b.k - k0)};
+                         b.n, std::min(width, b.k - k0), stream};
       if (!tile_op<T>(b.op, tile)) {
         for (int64_t k = k0; k < k0 + tile.w; ++k) gathered_row<T>(b, m, k, own);
       }
     }
+    if (stream) simd::stream_fence();
   });
 }
 
