@@ -76,9 +76,9 @@ inline void store(T* p, Vec<T> v) {
   *reinterpret_cast<typename Types<T>::Unaligned*>(p) = v;
 }
 // The first `count` (< kLanes) elements; the other lanes hold `fill`. Reads only `count`, so a
-// row's last partial vector never touches memory past its end. Masked loads and stores where
-// the level has them: a variable-length memcpy is a library call (measured as 20% of a
-// 1000-wide row) and a lane-by-lane loop is not much better.
+// row's last partial vector never touches memory past its end. Masked loads where the level
+// has them: a variable-length memcpy is a library call (measured as 20% of a 1000-wide row)
+// and a lane-by-lane loop is not much better.
 template <class T>
 inline IntVec<T> first_lanes(std::int64_t count) {
   IntVec<T> lanes{};
@@ -104,19 +104,21 @@ inline Vec<T> load_first(const T* p, std::int64_t count, T fill) {
   return v;
 #endif
 }
+// Not a masked store: AMD Zen microcodes those (measured on Zen 4: streaming (98304, 512)
+// backward from NumPy's 16-byte-offset arrays, two masked stores per row, took 34.5 ms
+// against 27.5 this way). The lanes go out in halves, quarters, ...: at most log2(kLanes)
+// plain stores of constant size.
 template <class T>
 inline void store_first(T* p, Vec<T> v, std::int64_t count) {
-#if defined(__AVX512F__)
-  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
-  if constexpr (sizeof(T) == 4) _mm512_mask_storeu_ps(p, mask, v);
-  else _mm512_mask_storeu_pd(p, static_cast<__mmask8>(mask), v);
-#elif defined(__AVX2__)
-  const auto mask = reinterpret_cast<__m256i>(first_lanes<T>(count));
-  if constexpr (sizeof(T) == 4) _mm256_maskstore_ps(p, mask, v);
-  else _mm256_maskstore_pd(p, mask, v);
-#else
-  for (std::int64_t i = 0; i < count; ++i) p[i] = v[i];
-#endif
+  alignas(sizeof(Vec<T>)) T lanes[kLanes<T>];
+  store(lanes, v);
+  std::int64_t done = 0;
+  for (std::int64_t piece = kLanes<T> / 2; piece > 0; piece /= 2) {
+    if (count & piece) {
+      std::memcpy(p + done, lanes + done, static_cast<std::size_t>(piece) * sizeof(T));
+      done += piece;
+    }
+  }
 }
 
 // A store that bypasses the caches (non-temporal), for outputs too large to stay in them: the
