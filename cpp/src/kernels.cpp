@@ -10,8 +10,9 @@
 //
 // [Note: streaming stores]
 // When the output is larger than the cache can keep (streaming_threshold_bytes, measured: see
-// cache_size.cpp), it is written with non-temporal stores: a normal store first reads the line it writes (a third of the traffic)
-// and evicts the inputs. The next row's inputs are prefetched while a row is computed and written.
+// cache_size.cpp), it is written with non-temporal stores: a normal store first reads the line
+// it writes (a third of the traffic) and evicts the inputs. The next row's inputs are
+// prefetched while a row is computed and written.
 // Only rows of at least kStreamRowBytes stream: on the Zen 4 VM, rows of 128 float32 were
 // 1.2x slower streamed than stored normally, rows of 256 alike, rows of 512 ((98304, 512)
 // softmax) 1.35x faster.
