@@ -15,7 +15,7 @@ import pytest
 from conftest import CORE, make_inputs
 from fastsoftmax import _api
 
-pytestmark = pytest.mark.skipif(_api._FAST is None, reason="the C++ backend is not the default")
+pytestmark = pytest.mark.skipif(not _api._FAST, reason="the C++ backend is not the default")
 
 Build = Callable[[], tuple[tuple, dict]]
 
