@@ -118,7 +118,6 @@ bool column_first_pass(const Tile<T>& t, Lanes<T>& m, ColumnSums& sums, ColumnSu
       }
       m.v[c] = block_max.v[c];
     }
-    if (!std::all_of(m.v, m.v + t.w, [](T v) { return v < kInf<T>; })) return false;
     // The next block arrives while this one computes (its max pass then finds it in cache).
     column_sum(t, j0, j1, [&](int64_t j, int64_t c, int64_t count) {
       simd::prefetch(t.x + std::min(j + j1 - j0, t.n - 1) * t.sx + c);

@@ -52,18 +52,18 @@ class Scratch {
  public:
   Scratch(int threads, int64_t per_thread)
       : stride_((per_thread + kLine - 1) / kLine * kLine),
-        storage_(new T[static_cast<std::size_t>(threads * stride_ + kLine)]) {}
-  T* part(int64_t thread) const {
+        storage_(new T[static_cast<std::size_t>(threads * stride_ + kLine)]) {
     const auto misaligned = reinterpret_cast<std::uintptr_t>(storage_.get()) % kLineBytes;
-    const int64_t skip = misaligned ? int64_t(kLineBytes - misaligned) / int64_t(sizeof(T)) : 0;
-    return storage_.get() + skip + thread * stride_;
+    base_ = storage_.get() + (misaligned ? (kLineBytes - misaligned) / sizeof(T) : 0);
   }
+  T* part(int64_t thread) const { return base_ + thread * stride_; }
 
  private:
   static constexpr std::uintptr_t kLineBytes = 64;
   static constexpr int64_t kLine = kLineBytes / sizeof(T);  // elements per cache line
   int64_t stride_;
   std::unique_ptr<T[]> storage_;
+  T* base_;  // storage_'s first cache-line boundary
 };
 
 // How many threads a call of `elements` elements split into `tasks` tasks should wake.

@@ -5,11 +5,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
-#include <utility>
 #include <string>
-#include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "block.hpp"

@@ -68,10 +68,10 @@ def _exp(x):
     """``exp(x)`` of one float32 or float64, written so that LLVM vectorises its loops.
 
     cpp/src/vec_exp.hpp, operation for operation: clamp, Cody-Waite reduction, a polynomial of
-    degree 5 (float32) or 11 (float64), 2**n built in the exponent bits in
-    two halves. Measured: within 2.03 ulp (float32, every 101st float bit pattern) and
-    0.87 ulp (float64, 3e6 points of [-746, 710]) for normal results, within 1.32 smallest
-    subnormals below them; exp(-inf) = 0, exp(+inf) = +inf, NaN in gives NaN out.
+    degree 5 (float32) or 11 (float64), 2**n built in the exponent bits in two halves.
+    Measured: within 2.03 ulp (float32, every 101st float bit pattern) and 0.87 ulp (float64,
+    3e6 points of [-746, 710]) for normal results, within 1.32 smallest subnormals below them;
+    exp(-inf) = 0, exp(+inf) = +inf, NaN in gives NaN out.
     """
     raise NotImplementedError("only callable from Numba-compiled code")
 
