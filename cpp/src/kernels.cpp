@@ -12,7 +12,7 @@
 // When the output is larger than the cache can keep (streaming_threshold_bytes, measured: see
 // cache_size.cpp), it is written with non-temporal stores: a normal store first reads the line
 // it writes (a third of the traffic) and evicts the inputs. The next row's inputs are
-// prefetched while a row is computed and written.
+// prefetched while a row is computed (see the Note on prefetching the next row in rows.hpp).
 // Only rows of at least kStreamRowBytes stream: on the Zen 4 VM, rows of 128 float32 were
 // 1.2x slower streamed than stored normally, rows of 256 alike, rows of 512 ((98304, 512)
 // softmax) 1.35x faster.
@@ -113,7 +113,13 @@ void scatter(const T* src, int64_t n, T* dst, int64_t stride) {
   for (int64_t i = 0; i < n; ++i) dst[i * stride] = src[i];
 }
 
-// One row (m, k) of any layout through contiguous copies. `buffer` holds 5 * n elements.
+// The elements of gathered_row's buffer.
+template <class T>
+int64_t gathered_elements(int64_t n) {
+  return 4 * n + scratch_elements<T>(n);
+}
+
+// One row (m, k) of any layout through contiguous copies. `buffer` holds gathered_elements(n).
 template <class T>
 void gathered_row(const Block& b, int64_t m, int64_t k, T* buffer) {
   const int64_t n = b.n;
@@ -152,7 +158,7 @@ void split_rows(const Block& b, int threads, bool stream) {
     ctx.stream = stream;
     for (int64_t r = 0; r < b.m * b.k; ++r) {
       const Row<T> row = row_at<T>(b, r);
-      parts[t] = first_pass(b.op, row, begin, end);
+      parts[t] = first_pass(b.op, row, begin, end, no_prefetch);
 #pragma omp barrier
       const Partial total = combine(parts.data(), count);
       if (is_forward(b.op) && !is_finite(T(total.max))) {
@@ -183,7 +189,7 @@ void walk_rows(const Block& b, int threads) {
   }
   const int nt = threads_for(threads, rows, elements);
   const bool cached = needs_scratch_row<T>(b.op, b.n);
-  const Scratch<T> scratch(nt, cached ? b.n : 0);
+  const Scratch<T> scratch(nt, cached ? scratch_elements<T>(b.n) : 0);
   parallel_ranges(rows, nt, [&](int64_t begin, int64_t end, int64_t t) {
     RowContext<T> ctx;
     ctx.scratch = cached ? scratch.part(t) : nullptr;
@@ -208,7 +214,7 @@ template <class T>
 void walk_gathered(const Block& b, int threads) {
   const int64_t rows = b.m * b.k;
   const int nt = threads_for(threads, rows, rows * b.n);
-  const Scratch<T> scratch(nt, 5 * b.n);
+  const Scratch<T> scratch(nt, gathered_elements<T>(b.n));
   parallel_ranges(rows, nt, [&](int64_t begin, int64_t end, int64_t t) {
     for (int64_t r = begin; r < end; ++r) {
       gathered_row<T>(b, r / b.k, r % b.k, scratch.part(t));
@@ -230,8 +236,8 @@ void walk_columns(const Block& b, int threads) {
   // Tile rows stream at any width: unlike short contiguous rows, they measured faster streamed
   // ((4096, 1024) along axis 0 on 2 threads, tiles 512 wide: 1.7-2.1 ms against 2.1-2.5).
   const bool stream = b.m * b.n * b.k * int64_t(sizeof(T)) > streaming_threshold_bytes();
-  // Per thread: the gathered walk's 5 rows, for a column redone alone.
-  const Scratch<T> scratch(nt, 5 * b.n);
+  // Per thread: the gathered walk's buffer, for a column redone alone.
+  const Scratch<T> scratch(nt, gathered_elements<T>(b.n));
   parallel_ranges(tasks, nt, [&](int64_t begin, int64_t end, int64_t t) {
     T* own = scratch.part(t);
     for (int64_t task = begin; task < end; ++task) {
