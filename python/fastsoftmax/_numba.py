@@ -19,7 +19,7 @@ these loops instead of hand-written intrinsics:
   halved its float32 speed. Longer partials are too coarse: LLVM keeps 32 of them, and with 128
   terms each (folding every 4096) the N = 4096 normal row of test_accuracy.py exceeded its
   bound (1.12x); with 8 terms it is well inside.
-- Tiles are as wide as K allows up to 16384 columns (kernels.cpp: 1024), and split only to
+- Tiles are as wide as K allows up to 16384 columns (columns.hpp: 1024), and split only to
   give every thread one: every inner loop pays a fixed cost for LLVM's run-time overlap
   checks, and narrower tiles measured slower at every shape tried (Zen 4 VM, one thread:
   (4096, 1024) along axis 0 2.9 ms at 1024 columns against 7.8 at 512; (4096, 4096) 14.5 ms
@@ -59,6 +59,9 @@ _FOLD_ELEMENTS = 256
 _FOLD_ROWS = 8
 _GRAIN_ELEMENTS = 1 << 13
 _MAX_TILE_WIDTH = 16384
+# Numba's thread pool size, fixed when Numba is imported (looked up once: each call's glue is a
+# visible part of a small call).
+_NUMBA_THREADS = numba.config.NUMBA_NUM_THREADS
 
 _JIT = {"cache": True, "nogil": True}
 
@@ -556,11 +559,6 @@ def _run(op: int, axis: int, threads: int, inputs: tuple, out: np.ndarray, s=Non
         _columns(op, x_k, g_k, out_k, s_k, want_s, width, 0, tasks)
     for target, result in copy_back:
         np.copyto(target, result.reshape(target.shape))
-
-
-# Numba's thread pool size, fixed when Numba is imported (looked up here once: each call's
-# glue is a visible part of a small call).
-_NUMBA_THREADS = numba.config.NUMBA_NUM_THREADS
 
 
 def _kernel_input(a: np.ndarray, block: tuple) -> np.ndarray:
