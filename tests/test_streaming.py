@@ -9,17 +9,21 @@ place, and the columns walk, each against the reference, on every backend and SI
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from conftest import (
     CORE,
     FUNCTIONS,
     assert_matches,
+    backend_variants,
     call,
-    each_backend,
     expect,
     make_inputs,
+    simd_level,
     unchanged,
+    variant_id,
 )
 
 # The C++ backend's threshold (from the machine's cache size); the Numba and NumPy backends
@@ -34,38 +38,53 @@ def _past_threshold(n: int, dtype: np.dtype) -> tuple[int, int]:
     return THRESHOLD // (n * np.dtype(dtype).itemsize) + 2, n
 
 
-@pytest.mark.parametrize("name", FUNCTIONS)
+# Applied last, so it varies fastest: the backends of one case run one after another and share
+# its inputs and reference (`_case`).
+each_variant = pytest.mark.parametrize("variant", backend_variants(), ids=variant_id)
+
+
+@functools.lru_cache(maxsize=1)
+def _case(name: str, shape: tuple[int, int], dtype: np.dtype, axis: int) -> tuple:
+    """The inputs of ``name`` and the values expected of them (both take a while to make)."""
+    inputs = make_inputs(name, shape, dtype, np.random.default_rng(sum(shape)), axis)
+    return inputs, expect(name, inputs, axis, dtype)
+
+
+@each_variant
 @pytest.mark.parametrize("n", ROW_LENGTHS)
-def test_rows(name, n, dtype, rng):
-    inputs = make_inputs(name, _past_threshold(n, dtype), dtype, rng)
-    wanted = expect(name, inputs, -1, dtype)
-    for backend in each_backend():
-        with unchanged(*inputs):
-            result = call(name, *inputs, backend=backend)
-        assert_matches(result, wanted, f"{name} n={n} {backend}")
-
-
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_outputs_misaligned_and_in_place(name, dtype, rng):
+def test_rows(name, n, dtype, variant):
+    inputs, wanted = _case(name, _past_threshold(n, dtype), np.dtype(dtype), -1)
+    backend, level = variant
+    with unchanged(*inputs), simd_level(level):
+        result = call(name, *inputs, backend=backend)
+    assert_matches(result, wanted, f"{name} n={n}")
+
+
+@each_variant
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_outputs_misaligned_and_in_place(name, dtype, variant):
     shape = _past_threshold(4099, dtype)
-    inputs = make_inputs(name, shape, dtype, rng)
-    wanted = expect(name, inputs, -1, dtype)
-    for backend in each_backend():
-        # One element past the start of its buffer: a different offset within a page and a
-        # cache line from the inputs', which NumPy allocates alike.
-        out = np.zeros(inputs[0].size + 1, dtype)[1:].reshape(shape)
+    inputs, wanted = _case(name, shape, np.dtype(dtype), -1)
+    backend, level = variant
+    # One element past the start of its buffer: a different offset within a page and a cache
+    # line from the inputs', which NumPy allocates alike.
+    out = np.zeros(inputs[0].size + 1, dtype)[1:].reshape(shape)
+    own = tuple(a.copy() for a in inputs)
+    with simd_level(level):
         assert call(name, *inputs, out=out, backend=backend) is out
-        assert_matches(out, wanted, f"{name} misaligned out {backend}")
-        own = tuple(a.copy() for a in inputs)
         assert call(name, *own, out=own[0], backend=backend) is own[0]
-        assert_matches(own[0], wanted, f"{name} in place {backend}")
+    assert_matches(out, wanted, f"{name} misaligned out")
+    assert_matches(own[0], wanted, f"{name} in place")
 
 
+@each_variant
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_columns(name, dtype, rng):
+def test_columns(name, dtype, variant):
     columns = 1000
     shape = (_past_threshold(columns, dtype)[0], columns)
-    inputs = make_inputs(name, shape, dtype, rng, axis=0)
-    wanted = expect(name, inputs, 0, dtype)
-    for backend in each_backend():
-        assert_matches(call(name, *inputs, axis=0, backend=backend), wanted, f"{name} {backend}")
+    inputs, wanted = _case(name, shape, np.dtype(dtype), 0)
+    backend, level = variant
+    with simd_level(level):
+        result = call(name, *inputs, axis=0, backend=backend)
+    assert_matches(result, wanted, name)
