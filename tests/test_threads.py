@@ -30,6 +30,7 @@ BIG = [
     pytest.param((2, 65_536), -1, id="2x65536"),
     pytest.param((1, 300_001), -1, id="1x300001"),
     pytest.param((65_536, 3), 0, id="65536x3-axis0"),
+    pytest.param((1024, 200), 0, id="1024x200-axis0"),
     pytest.param((16, 2048, 4), 1, id="16x2048x4-axis1"),
 ]
 
@@ -50,6 +51,23 @@ def test_thread_counts_agree(name, shape, axis, backend, dtype, rng):
         # exactly the out=None result, which needs this).
         np.testing.assert_array_equal(again, results[n])
     assert_matches(results[2], Expected(results[1].astype(np.float64), 2 * want.tol), "1 vs 2")
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "softmax_jvp"])
+def test_columns_shared_with_limits(name, backend, dtype, rng):
+    """Threads sharing a tile's rows (kernels.cpp split_tiles) meet columns whose maximum is not
+    finite in only one thread's rows: -inf or +inf in one half, NaN in one half, all -inf."""
+    inputs = make_inputs(name, (4096, 40), dtype, rng, 0)
+    x = inputs[0]
+    half = x.shape[0] // 2
+    x[:half, 3] = -np.inf
+    x[half:, 5] = -np.inf
+    x[half + 7, 7] = np.nan
+    x[11, 9] = np.inf
+    x[:, 11] = -np.inf
+    x[:-1, 13] = -np.inf
+    with threads(2):
+        check(name, inputs, 0, backend, dtype, "2 threads")
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

@@ -7,12 +7,16 @@
 // rescaled where a maximum grew), so the input is read from memory once for both; a second
 // pass recomputes exp for the output, streamed past the cache when the arrays are larger than
 // it. Measured on (4096, 1024) along axis 0, 1 thread: 4.35 ms with separate max,
-// exp-and-store and rescale passes over the whole tile, 2.7-3.2 ms this way.
+// exp-and-store and rescale passes over the whole tile, 2.7-3.2 ms this way. The first pass
+// over consecutive slices of a tile's rows combines exactly (combine_columns), which is how
+// threads share a tile (kernels.cpp, split_tiles).
 //
 // [Note: tile width]
 // Tiles are as wide as K allows, up to kMaxTileWidth: each tile row is then a contiguous run
-// the hardware prefetcher streams, and the first pass's blocks of rows keep it in cache. Tiles narrow enough for L2 (16 columns when N = 4096) make every tile row a separate
-// 64-byte line a page apart, and measured 5x slower on (4096, 1024) along axis 0.
+// the hardware prefetcher streams, and the first pass's blocks of rows keep it in cache. Tiles
+// narrow enough for L2 (16 columns when N = 4096) make every tile row a separate 64-byte line
+// a page apart, and measured 5x slower on (4096, 1024) along axis 0. Threads therefore share
+// a tile's rows rather than narrower tiles.
 #pragma once
 
 #include <algorithm>
@@ -20,6 +24,7 @@
 #include <cstdint>
 
 #include "fastsoftmax/fastsoftmax.hpp"
+#include "rows.hpp"
 #include "vec_exp.hpp"
 #include "vector_loops.hpp"
 
@@ -132,11 +137,65 @@ bool column_first_pass(const Tile<T>& t, Lanes<T>& m, ColumnSums& sums, ColumnSu
   return std::all_of(m.v, m.v + t.w, [](T v) { return is_finite(v); });
 }
 
-// The tile's operation; false when it must be redone column by column (non-finite maximum).
+// What a tile's first pass leaves its second, per column.
 template <class T>
-bool tile_op(Op op, const Tile<T>& t) {
-  Lanes<T> m, per_column;
-  ColumnSums sums;
+struct ColumnState {
+  Lanes<T> m;       // forward ops: the maxima
+  ColumnSums sums;  // forward: of exp(x - m); softmax_backward: of y g; log_softmax_backward: of g
+  ColumnSums dots;  // softmax_jvp: of exp(x - m) * v
+};
+
+// False when the tile must be redone column by column (a maximum not finite).
+template <class T>
+bool tile_first_pass(Op op, const Tile<T>& t, ColumnState<T>& state) {
+  switch (op) {
+    case Op::softmax_backward:
+      state.sums.clear();
+      column_sum(t, 0, t.n, [&](int64_t j, int64_t c, int64_t count) {
+        return load_n(t.x + j * t.sx + c, count, T(0)) * load_n(t.g + j * t.sg + c, count, T(0));
+      }, state.sums);
+      return true;
+    case Op::log_softmax_backward:
+      state.sums.clear();
+      column_sum(t, 0, t.n, [&](int64_t j, int64_t c, int64_t count) {
+        return load_n(t.g + j * t.sg + c, count, T(0));
+      }, state.sums);
+      return true;
+    default: {
+      ColumnSums* dots = op == Op::softmax_jvp ? &state.dots : nullptr;
+      return column_first_pass(t, state.m, state.sums, dots);
+    }
+  }
+}
+
+// The states of consecutive row slices of one tile, as if one first pass had seen them all (as
+// rows.hpp combines the slices of a long row). Every slice's maxima must be finite.
+template <class T>
+void combine_columns(Op op, const ColumnState<T>* parts, int count, int64_t w,
+                     ColumnState<T>& total) {
+  const bool forward = is_forward(op);
+  for (int64_t c = 0; c < w; ++c) {
+    T m = -kInf<T>;
+    for (int i = 0; forward && i < count; ++i) m = std::max(m, parts[i].m.v[c]);
+    double sum = 0, dot = 0;
+    for (int i = 0; i < count; ++i) {
+      const double rescale = forward ? std::exp(double(parts[i].m.v[c]) - double(m)) : 1.0;
+      sum += parts[i].sums.value(c) * rescale;
+      if (op == Op::softmax_jvp) dot += parts[i].dots.value(c) * rescale;
+    }
+    total.m.v[c] = m;
+    total.sums.total[c] = sum;
+    total.sums.carry[c] = 0;
+    total.dots.total[c] = dot;
+    total.dots.carry[c] = 0;
+  }
+}
+
+// The tile's outputs from its (combined) first pass.
+template <class T>
+void tile_second_pass(Op op, const Tile<T>& t, const ColumnState<T>& state) {
+  const Lanes<T>& m = state.m;
+  Lanes<T> per_column;
   auto x_at = [&](int64_t j, int64_t c, int64_t count, T fill) {
     return load_n(t.x + j * t.sx + c, count, fill);
   };
@@ -152,49 +211,39 @@ bool tile_op(Op op, const Tile<T>& t) {
   };
   switch (op) {
     case Op::softmax: {
-      if (!column_first_pass(t, m, sums, nullptr)) return false;
-      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(1.0 / sums.value(c));
+      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(1.0 / state.sums.value(c));
       write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {
         return simd::exp<T>(x_at(j, c, count, -kInf<T>) - lanes_at(m, c)) * lanes_at(per_column, c);
       });
-      return true;
+      return;
     }
     case Op::log_softmax: {
-      if (!column_first_pass(t, m, sums, nullptr)) return false;
-      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(std::log(sums.value(c)));
+      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(std::log(state.sums.value(c)));
       write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {
         return (x_at(j, c, count, T(0)) - lanes_at(m, c)) - lanes_at(per_column, c);
       });
-      return true;
+      return;
     }
     case Op::softmax_backward: {
-      sums.clear();
-      column_sum(t, 0, t.n, [&](int64_t j, int64_t c, int64_t count) {
-        return x_at(j, c, count, T(0)) * g_at(j, c, count);
-      }, sums);
-      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(sums.value(c));
+      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(state.sums.value(c));
       write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {
         return x_at(j, c, count, T(0)) * (g_at(j, c, count) - lanes_at(per_column, c));
       });
-      return true;
+      return;
     }
     case Op::log_softmax_backward: {
-      sums.clear();
-      column_sum(t, 0, t.n, g_at, sums);
-      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(sums.value(c));
+      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(state.sums.value(c));
       write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {
         const Vec<T> p = simd::exp<T>(x_at(j, c, count, T(0)));
         return g_at(j, c, count) - p * lanes_at(per_column, c);
       });
-      return true;
+      return;
     }
     case Op::softmax_jvp: {
-      ColumnSums dots;
-      if (!column_first_pass(t, m, sums, &dots)) return false;
       Lanes<T> inv;
       for (int64_t c = 0; c < t.w; ++c) {
-        inv.v[c] = T(1.0 / sums.value(c));
-        per_column.v[c] = T(dots.value(c) / sums.value(c));
+        inv.v[c] = T(1.0 / state.sums.value(c));
+        per_column.v[c] = T(state.dots.value(c) / state.sums.value(c));
       }
       // exp(x - max) is computed again rather than kept: out may be g itself, and a kept tile
       // would be N x W extra memory per thread.
@@ -205,7 +254,7 @@ bool tile_op(Op op, const Tile<T>& t) {
         write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {
           return y(j, c, count) * (g_at(j, c, count) - lanes_at(per_column, c));
         });
-        return true;
+        return;
       }
       // Both outputs from one read of each element: s may be x itself.
       for (int64_t j = 0; j < t.n; ++j) {
@@ -216,10 +265,30 @@ bool tile_op(Op op, const Tile<T>& t) {
           store_n(t.out + j * t.so + c, out, count);
         });
       }
-      return true;
+      return;
     }
   }
+}
+
+// The tile's operation; false when it must be redone column by column (non-finite maximum).
+template <class T>
+bool tile_op(Op op, const Tile<T>& t) {
+  ColumnState<T> state;
+  if (!tile_first_pass(op, t, state)) return false;
+  tile_second_pass(op, t, state);
   return true;
+}
+
+// Rows [j0, j1) of a tile.
+template <class T>
+Tile<T> tile_rows(const Tile<T>& t, int64_t j0, int64_t j1) {
+  Tile<T> part = t;
+  part.x += j0 * t.sx;
+  if (part.g) part.g += j0 * t.sg;
+  part.out += j0 * t.so;
+  if (part.s) part.s += j0 * t.ss;
+  part.n = j1 - j0;
+  return part;
 }
 
 }  // namespace
