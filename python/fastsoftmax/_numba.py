@@ -19,11 +19,15 @@ these loops instead of hand-written intrinsics:
   halved its float32 speed. Longer partials are too coarse: LLVM keeps 32 of them, and with 128
   terms each (folding every 4096) the N = 4096 normal row of test_accuracy.py exceeded its
   bound (1.12x); with 8 terms it is well inside.
-- Tiles are as wide as K allows up to 16384 columns (columns.hpp: 1024), and split only to
-  give every thread one: every inner loop pays a fixed cost for LLVM's run-time overlap
-  checks, and narrower tiles measured slower at every shape tried (Zen 4 VM, one thread:
-  (4096, 1024) along axis 0 2.9 ms at 1024 columns against 7.8 at 512; (4096, 4096) 14.5 ms
-  at 4096 against 30.5 at 512; (16, 262144) 4.3 ms at 16384, 5.7 at 65536).
+- Tiles are as wide as K allows up to 16384 columns (columns.hpp: 1024): every inner loop pays
+  a fixed cost for LLVM's run-time overlap checks, and narrower tiles measured slower at every
+  shape tried (Zen 4 VM, one thread: (4096, 1024) along axis 0 2.9 ms at 1024 columns against
+  7.8 at 512; (4096, 4096) 14.5 ms at 4096 against 30.5 at 512; (16, 262144) 4.3 ms at 16384,
+  5.7 at 65536). With fewer tiles than threads, the threads share each tile's rows, as in
+  kernels.cpp ((4096, 1024) along axis 0 on 2 threads: softmax 3.1-3.4 -> 1.4 ms, backward
+  2.9-3.3 -> 1.6 against half-width tiles), but without its rule for an unbalanced last tile.
+- softmax and softmax_jvp along a non-contiguous axis keep exp(x - max) in ``out`` between the
+  passes; columns.hpp computes it again (one more exp, one less write and read).
 - No loop writes an array it also reads under another name (see the Note on aliasing), and
   softmax_jvp keeps exp(x - max) in ``out`` rather than in a scratch buffer.
 - A layout that is neither C- nor Fortran-contiguous is copied into a C-contiguous scratch
@@ -415,49 +419,97 @@ def _scale_columns(a, factor, t):
 
 
 @njit(**_JIT)
-def _tile_op(op, x, g, out, s, want_s, t):
-    """``op`` on tile ``t``; False when a column's max is not finite (redo it column-wise)."""
+def _tile_first_pass(op, x, g, out, t):
+    """``(finite, m, sums, dots)`` of tile ``t``, per column: the maxima (forward ops), the sums
+    the second pass needs and softmax_jvp's sums of exp(x - m) * v. softmax and softmax_jvp keep
+    exp(x - m) in ``out``. ``finite`` is False when a maximum is not finite (redo column-wise).
+    """
     i, k0, k1 = t
+    m = np.zeros(k1 - k0, x.dtype)
+    dots = np.zeros(k1 - k0)
     if op == _SOFTMAX_BACKWARD:
-        dot = _column_dot(x, g, x[i, 0], out, t).astype(x.dtype)
-        for j in range(x.shape[1]):
-            y, g_row, out_row = x[i, j, k0:k1], g[i, j, k0:k1], out[i, j, k0:k1]
-            for c in range(dot.shape[0]):
-                out_row[c] = y[c] * (g_row[c] - dot[c])
-        return True
+        return True, m, _column_dot(x, g, x[i, 0], out, t), dots
     if op == _LOG_SOFTMAX_BACKWARD:
-        total = _column_total(g, g, x[i, 0], out, t).astype(x.dtype)
-        for j in range(x.shape[1]):
-            y, g_row, out_row = x[i, j, k0:k1], g[i, j, k0:k1], out[i, j, k0:k1]
-            for c in range(total.shape[0]):
-                out_row[c] = g_row[c] - _exp(y[c]) * total[c]
-        return True
+        return True, m, _column_total(g, g, x[i, 0], out, t), dots
     m = _column_max(x, t)
     for c in range(m.shape[0]):
         if not _is_finite(m[c]):
-            return False
+            return False, m, dots, dots
     if op == _LOG_SOFTMAX:
-        lse = np.log(_column_exp_sum(x, x, m, out, t)).astype(x.dtype)
-        for j in range(x.shape[1]):
-            x_row, out_row = x[i, j, k0:k1], out[i, j, k0:k1]
-            for c in range(lse.shape[0]):
-                out_row[c] = (x_row[c] - m[c]) - lse[c]
-        return True
-    inv = 1.0 / _column_exp_store_sum(x, x, m, out, t)
-    inv_t = inv.astype(x.dtype)
+        return True, m, _column_exp_sum(x, x, m, out, t), dots
+    sums = _column_exp_store_sum(x, x, m, out, t)
+    if op == _SOFTMAX_JVP:
+        dots = _column_dot(out, g, m, out, t)
+    return True, m, sums, dots
+
+
+@njit(**_JIT)
+def _combine_slices(op, ms, sums, dots):
+    """The second pass's per-column constants from the first passes over consecutive slices of
+    a tile's rows (one row of ``ms``, ``sums``, ``dots`` per slice), combined exactly as
+    kernels.cpp combines them: ``(m, scale, a, b)``, m the maxima, scale[p] the factor of slice
+    p's exps (softmax, softmax_jvp), a and b as `_tile_second_pass` takes them.
+    """
+    parts, w = sums.shape
+    forward = op != _SOFTMAX_BACKWARD and op != _LOG_SOFTMAX_BACKWARD
+    m = ms[0].copy()
+    for p in range(1, parts):
+        for c in range(w):
+            m[c] = max(m[c], ms[p, c])
+    rescale = np.ones((parts, w))
+    total, dot = np.zeros(w), np.zeros(w)
+    for p in range(parts):
+        for c in range(w):
+            if forward:
+                rescale[p, c] = math.exp(np.float64(ms[p, c]) - np.float64(m[c]))
+            total[c] += sums[p, c] * rescale[p, c]
+            dot[c] += dots[p, c] * rescale[p, c]
+    scale = (rescale / total).astype(ms.dtype)
+    if op == _LOG_SOFTMAX:
+        return m, scale, np.log(total).astype(ms.dtype), m
+    if op == _SOFTMAX_JVP:
+        return m, scale, m, (dot / total).astype(ms.dtype)
+    return m, scale, total.astype(ms.dtype), m
+
+
+@njit(**_JIT)
+def _tile_second_pass(op, x, g, out, s, want_s, t, m, scale, a, b):
+    """The outputs of tile ``t``: softmax_backward ``y (g - a)``; log_softmax_backward
+    ``g - exp(y) a``; log_softmax ``(x - m) - a``; softmax ``out * scale`` (out holds the exps);
+    softmax_jvp ``s = out * scale``, ``s (v - b)``.
+    """
+    i, k0, k1 = t
     if op == _SOFTMAX:
-        _scale_columns(out, inv_t, t)
-        return True
-    if want_s:
-        for j in range(x.shape[1]):
-            e, s_row = out[i, j, k0:k1], s[i, j, k0:k1]
-            for c in range(inv_t.shape[0]):
-                s_row[c] = e[c] * inv_t[c]
-    dot = (_column_dot(out, g, m, out, t) * inv).astype(x.dtype)
+        _scale_columns(out, scale, t)
+        return
     for j in range(x.shape[1]):
-        e, g_row = out[i, j, k0:k1], g[i, j, k0:k1]
-        for c in range(dot.shape[0]):
-            e[c] = (e[c] * inv_t[c]) * (g_row[c] - dot[c])
+        x_row, g_row, out_row = x[i, j, k0:k1], g[i, j, k0:k1], out[i, j, k0:k1]
+        if op == _SOFTMAX_BACKWARD:
+            for c in range(a.shape[0]):
+                out_row[c] = x_row[c] * (g_row[c] - a[c])
+        elif op == _LOG_SOFTMAX_BACKWARD:
+            for c in range(a.shape[0]):
+                out_row[c] = g_row[c] - _exp(x_row[c]) * a[c]
+        elif op == _LOG_SOFTMAX:
+            for c in range(a.shape[0]):
+                out_row[c] = (x_row[c] - m[c]) - a[c]
+        else:
+            if want_s:
+                s_row = s[i, j, k0:k1]
+                for c in range(scale.shape[0]):
+                    s_row[c] = out_row[c] * scale[c]
+            for c in range(scale.shape[0]):
+                out_row[c] = (out_row[c] * scale[c]) * (g_row[c] - b[c])
+
+
+@njit(**_JIT)
+def _tile_op(op, x, g, out, s, want_s, t):
+    """``op`` on tile ``t``; False when a column's max is not finite (redo it column-wise)."""
+    finite, m, sums, dots = _tile_first_pass(op, x, g, out, t)
+    if not finite:
+        return False
+    m, scale, a, b = _combine_slices(op, m.reshape(1, -1), sums.reshape(1, -1), dots.reshape(1, -1))
+    _tile_second_pass(op, x, g, out, s, want_s, t, m, scale[0], a, b)
     return True
 
 
@@ -505,6 +557,52 @@ def _parallel_rows(op, x, g, out, s, want_s, private, parts):
         _rows(op, x, g, out, s, want_s, private, tasks * part // parts, tasks * (part + 1) // parts)
 
 
+@njit(**_JIT)
+def _block_rows(a, i, j0, j1):
+    """Rows [j0, j1) of block i of ``a`` as a C-contiguous (1, rows, K) block (``a[:, j0:j1]``
+    would lose the contiguous layout, and LLVM's vectorising with it: 4x slower)."""
+    return a[i, j0:j1].reshape((1, j1 - j0, a.shape[2]))
+
+
+@njit(parallel=True, **_JIT)
+def _parallel_tile_slices(op, x, g, out, s, want_s, width, parts):
+    """Fewer tiles than threads: each tile's rows split between ``parts`` threads, as kernels.cpp
+    split_tiles does; a tile where some slice has a maximum that is not finite is redone column
+    by column.
+    """
+    n = x.shape[1]
+    tiles_per_m = (x.shape[2] + width - 1) // width
+    for task in range(x.shape[0] * tiles_per_m):
+        i, k0 = task // tiles_per_m, task % tiles_per_m * width
+        k1 = min(k0 + width, x.shape[2])
+        t = (0, k0, k1)  # of each slice
+        ms = np.empty((parts, k1 - k0), x.dtype)
+        sums, dots = np.empty((parts, k1 - k0)), np.empty((parts, k1 - k0))
+        finite = np.empty(parts, np.bool_)
+        for p in prange(parts):
+            j0, j1 = n * p // parts, n * (p + 1) // parts
+            xs, gs, outs = (
+                _block_rows(x, i, j0, j1),
+                _block_rows(g, i, j0, j1),
+                _block_rows(out, i, j0, j1),
+            )
+            finite[p], ms[p], sums[p], dots[p] = _tile_first_pass(op, xs, gs, outs, t)
+        if not finite.all():
+            for k in prange(k0, k1):
+                _gathered_row(op, x, g, out, s, want_s, i, k)
+            continue
+        m, scale, a, b = _combine_slices(op, ms, sums, dots)
+        for p in prange(parts):
+            j0, j1 = n * p // parts, n * (p + 1) // parts
+            xs, gs, outs = (
+                _block_rows(x, i, j0, j1),
+                _block_rows(g, i, j0, j1),
+                _block_rows(out, i, j0, j1),
+            )
+            ss = _block_rows(s, i, j0, j1)
+            _tile_second_pass(op, xs, gs, outs, ss, want_s, t, m, scale[p], a, b)
+
+
 @njit(parallel=True, **_JIT)
 def _parallel_columns(op, x, g, out, s, want_s, width, parts):
     tasks = x.shape[0] * ((x.shape[2] + width - 1) // width)
@@ -539,13 +637,15 @@ def _run(op: int, axis: int, threads: int, inputs: tuple, out: np.ndarray, s=Non
     out_k = _kernel_output(out, block, as_rows or not private, copy_back)
     s_k = out_k if s is None else _kernel_output(s, block, True, copy_back)
     used = min(threads, max(1, x.size // _GRAIN_ELEMENTS), _NUMBA_THREADS)
-    if as_rows:
-        tasks = m * k
+    width = min(_MAX_TILE_WIDTH, k)
+    tasks = m * k if as_rows else m * -(-k // width)
+    # Fewer tiles than threads: the threads share each tile's rows, each with 4 grains of work
+    # at least (kernels.cpp walk_columns).
+    share_tiles = not as_rows and tasks < used
+    if share_tiles:
+        used = min(used, n, max(1, x.size // (4 * _GRAIN_ELEMENTS)))
     else:
-        # The widest tiles that still give every thread one when M alone is too small.
-        width = min(_MAX_TILE_WIDTH, -(-k // -(-used // m)))
-        tasks = m * -(-k // width)
-    used = min(used, tasks)
+        used = min(used, tasks)
     want_s = s is not None
     if used > 1:
         numba.set_num_threads(used)
@@ -553,6 +653,8 @@ def _run(op: int, axis: int, threads: int, inputs: tuple, out: np.ndarray, s=Non
         _parallel_rows(op, x_k, g_k, out_k, s_k, want_s, private, used)
     elif as_rows:
         _rows(op, x_k, g_k, out_k, s_k, want_s, private, 0, tasks)
+    elif share_tiles and used > 1:
+        _parallel_tile_slices(op, x_k, g_k, out_k, s_k, want_s, width, used)
     elif used > 1:
         _parallel_columns(op, x_k, g_k, out_k, s_k, want_s, width, used)
     else:
