@@ -564,13 +564,24 @@ def _block_rows(a, i, j0, j1):
     return a[i, j0:j1].reshape((1, j1 - j0, a.shape[2]))
 
 
+@njit(**_JIT)
+def _slice_rows(x, g, out, s, i, p, parts):
+    """Slice p of ``parts`` of block i's rows, of each array."""
+    j0, j1 = x.shape[1] * p // parts, x.shape[1] * (p + 1) // parts
+    return (
+        _block_rows(x, i, j0, j1),
+        _block_rows(g, i, j0, j1),
+        _block_rows(out, i, j0, j1),
+        _block_rows(s, i, j0, j1),
+    )
+
+
 @njit(parallel=True, **_JIT)
 def _parallel_tile_slices(op, x, g, out, s, want_s, width, parts):
     """Fewer tiles than threads: each tile's rows split between ``parts`` threads, as kernels.cpp
     split_tiles does; a tile where some slice has a maximum that is not finite is redone column
     by column.
     """
-    n = x.shape[1]
     tiles_per_m = (x.shape[2] + width - 1) // width
     for task in range(x.shape[0] * tiles_per_m):
         i, k0 = task // tiles_per_m, task % tiles_per_m * width
@@ -580,12 +591,7 @@ def _parallel_tile_slices(op, x, g, out, s, want_s, width, parts):
         sums, dots = np.empty((parts, k1 - k0)), np.empty((parts, k1 - k0))
         finite = np.empty(parts, np.bool_)
         for p in prange(parts):
-            j0, j1 = n * p // parts, n * (p + 1) // parts
-            xs, gs, outs = (
-                _block_rows(x, i, j0, j1),
-                _block_rows(g, i, j0, j1),
-                _block_rows(out, i, j0, j1),
-            )
+            xs, gs, outs, _ = _slice_rows(x, g, out, s, i, p, parts)
             finite[p], ms[p], sums[p], dots[p] = _tile_first_pass(op, xs, gs, outs, t)
         if not finite.all():
             for k in prange(k0, k1):
@@ -593,13 +599,7 @@ def _parallel_tile_slices(op, x, g, out, s, want_s, width, parts):
             continue
         m, scale, a, b = _combine_slices(op, ms, sums, dots)
         for p in prange(parts):
-            j0, j1 = n * p // parts, n * (p + 1) // parts
-            xs, gs, outs = (
-                _block_rows(x, i, j0, j1),
-                _block_rows(g, i, j0, j1),
-                _block_rows(out, i, j0, j1),
-            )
-            ss = _block_rows(s, i, j0, j1)
+            xs, gs, outs, ss = _slice_rows(x, g, out, s, i, p, parts)
             _tile_second_pass(op, xs, gs, outs, ss, want_s, t, m, scale[p], a, b)
 
 
