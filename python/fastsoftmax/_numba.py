@@ -221,21 +221,21 @@ def _compensated_result(total, carry):
 
 
 def _make_fold_sum(term):
-    """The sum over a row of ``term(a, b, m, out, i)``; some terms also write ``out``."""
+    """The sum over a row of ``term(a, b, m, i)``, which only reads (Note: deterministic sums)."""
 
-    def partial_sum(a, b, m, out):
+    def partial_sum(a, b, m):
         part = a.dtype.type(0)
         for i in range(a.shape[0]):
-            part += term(a, b, m, out, i)
+            part += term(a, b, m, i)
         return part
 
     partial_sum = njit(nogil=True, fastmath={"reassoc"})(partial_sum)  # see the Note on fastmath
 
-    def fold_sum(a, b, m, out):
+    def fold_sum(a, b, m):
         total = carry = 0.0
         for start in range(0, a.shape[0], _FOLD_ELEMENTS):
             stop = start + _FOLD_ELEMENTS  # slices from 0: indices LLVM knows are non-negative
-            part = partial_sum(a[start:stop], b[start:stop], m, out[start:stop])
+            part = partial_sum(a[start:stop], b[start:stop], m)
             total, carry = _add_compensated(total, carry, np.float64(part))
         return _compensated_result(total, carry)
 
@@ -263,24 +263,17 @@ def _make_column_sum(add_row):
 
 
 @njit(nogil=True)
-def _exp_store_term(x, unused, m, e, i):
-    value = _exp(x[i] - m)
-    e[i] = value
-    return value
-
-
-@njit(nogil=True)
-def _exp_term(x, unused, m, unused_out, i):
+def _exp_term(x, unused, m, i):
     return _exp(x[i] - m)
 
 
 @njit(nogil=True)
-def _product_term(a, b, unused, unused_out, i):
+def _product_term(a, b, unused, i):
     return a[i] * b[i]
 
 
 @njit(nogil=True)
-def _value_term(a, unused, unused_m, unused_out, i):
+def _value_term(a, unused, unused_m, i):
     return a[i]
 
 
@@ -310,7 +303,6 @@ def _add_value(part, a, unused, unused_m, unused_out):
         part[c] += a[c]
 
 
-_exp_store_sum = _make_fold_sum(_exp_store_term)  # exp(x - m) into out, and its sum
 _exp_sum = _make_fold_sum(_exp_term)
 _dot = _make_fold_sum(_product_term)
 _sum = _make_fold_sum(_value_term)
@@ -318,6 +310,13 @@ _column_exp_store_sum = _make_column_sum(_add_exp_store)
 _column_exp_sum = _make_column_sum(_add_exp)
 _column_dot = _make_column_sum(_add_product)
 _column_total = _make_column_sum(_add_value)
+
+
+@njit(nogil=True)
+def _store_exp(x, m, e):
+    """e = exp(x - m), elementwise: its sum is taken afterwards (Note: deterministic sums)."""
+    for i in range(x.shape[0]):
+        e[i] = _exp(x[i] - m)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,6 +329,14 @@ _column_total = _make_column_sum(_add_value)
 # the rows walk gives a row whose output is an input a private buffer, the columns walk gets
 # such outputs as scratch arrays from `_run`. ``s`` of softmax_jvp is written only after ``x``
 # was last read, so it may be ``x``; exp(x - max) is kept in ``out``.
+#
+# [Note: deterministic sums]
+# The check can also fail for arrays that merely lie close together: LLVM compares the
+# distance between the pointers with the loop's vector step, not their extents. A loop that
+# stored exp(x - m) and summed it in one went scalar then, and its reassociated sum came out
+# in another order: the same call rounded its last bit differently from one allocation of
+# the arrays to the next (softmax_jvp in place against out=None, once in a few runs). So no
+# loop that sums also stores: exps are stored, then summed by a loop that only reads.
 
 
 @njit(**_JIT)
@@ -356,12 +363,12 @@ def _row_op(op, x, g, out, s, want_s):
     """One row of ``op``. ``g``, and ``s`` unless ``want_s``, are unused dummies."""
     t = x.dtype.type
     if op == _SOFTMAX_BACKWARD:
-        dot = t(_dot(x, g, 0, out))
+        dot = t(_dot(x, g, 0))
         for i in range(x.shape[0]):
             out[i] = x[i] * (g[i] - dot)
         return
     if op == _LOG_SOFTMAX_BACKWARD:
-        total = t(_sum(g, g, 0, out))
+        total = t(_sum(g, g, 0))
         for i in range(x.shape[0]):
             out[i] = g[i] - _exp(x[i]) * total
         return
@@ -374,11 +381,12 @@ def _row_op(op, x, g, out, s, want_s):
             _limit_row(x, out, op == _LOG_SOFTMAX)
         return
     if op == _LOG_SOFTMAX:
-        lse = t(math.log(_exp_sum(x, x, m, out)))
+        lse = t(math.log(_exp_sum(x, x, m)))
         for i in range(x.shape[0]):
             out[i] = (x[i] - m) - lse  # [Note: order of subtraction] in rows.hpp
         return
-    total = _exp_store_sum(x, x, m, out)
+    _store_exp(x, m, out)
+    total = _sum(out, out, 0)
     inv = t(1.0 / total)
     if op == _SOFTMAX:
         for i in range(out.shape[0]):
@@ -387,7 +395,7 @@ def _row_op(op, x, g, out, s, want_s):
     if want_s:
         for i in range(out.shape[0]):
             s[i] = out[i] * inv
-    dot = t(_dot(out, g, 0, out) / total)
+    dot = t(_dot(out, g, 0) / total)
     for i in range(out.shape[0]):
         out[i] = (out[i] * inv) * (g[i] - dot)
 
