@@ -168,25 +168,23 @@ bool tile_first_pass(Op op, const Tile<T>& t, ColumnState<T>& state) {
   }
 }
 
-// The states of consecutive row slices of one tile, as if one first pass had seen them all (as
-// rows.hpp combines the slices of a long row). Every slice's maxima must be finite.
+// The states of consecutive row slices of one tile, as if one first pass had seen them all:
+// each column's slices combine as a row's do (rows.hpp). Every slice's maxima must be finite.
 template <class T>
 void combine_columns(Op op, const ColumnState<T>* parts, int count, int64_t w,
                      ColumnState<T>& total) {
-  const bool forward = is_forward(op);
   for (int64_t c = 0; c < w; ++c) {
-    T m = -kInf<T>;
-    for (int i = 0; forward && i < count; ++i) m = std::max(m, parts[i].m.v[c]);
-    double sum = 0, dot = 0;
-    for (int i = 0; i < count; ++i) {
-      const double rescale = forward ? std::exp(double(parts[i].m.v[c]) - double(m)) : 1.0;
-      sum += parts[i].sums.value(c) * rescale;
-      if (op == Op::softmax_jvp) dot += parts[i].dots.value(c) * rescale;
-    }
-    total.m.v[c] = m;
-    total.sums.total[c] = sum;
+    const Partial p = combine(count, [&](int i) {
+      Partial slice;  // the backward ops have no maxima: -inf, no rescaling
+      if (is_forward(op)) slice.max = parts[i].m.v[c];
+      slice.sum = parts[i].sums.value(c);
+      if (op == Op::softmax_jvp) slice.dot = parts[i].dots.value(c);
+      return slice;
+    });
+    total.m.v[c] = T(p.max);
+    total.sums.total[c] = p.sum;
     total.sums.carry[c] = 0;
-    total.dots.total[c] = dot;
+    total.dots.total[c] = p.dot;
     total.dots.carry[c] = 0;
   }
 }

@@ -160,7 +160,7 @@ void split_rows(const Block& b, int threads, bool stream) {
       const Row<T> row = row_at<T>(b, r);
       parts[t] = first_pass(b.op, row, begin, end, no_prefetch);
 #pragma omp barrier
-      const Partial total = combine(parts.data(), count);
+      const Partial total = combine(count, [&](int i) { return parts[i]; });
       if (is_forward(b.op) && !is_finite(T(total.max))) {
         if (t == 0) limit_forward(b.op, row, b.n);
       } else {

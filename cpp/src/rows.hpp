@@ -257,16 +257,18 @@ Partial first_pass(Op op, const Row<T>& r, int64_t begin, int64_t end, Prefetch&
   return p;
 }
 
-// The partials of consecutive slices of one row, combined as if one pass had seen them all.
-inline Partial combine(const Partial* parts, int count) {
+// The partials part(0), ..., part(count - 1) of consecutive slices of one row, combined as if
+// one pass had seen them all (columns.hpp combines a tile's columns with it too).
+template <class Part>
+Partial combine(int count, Part&& part) {
   Partial total;
-  for (int t = 0; t < count; ++t) total.max = std::max(total.max, parts[t].max);
+  for (int t = 0; t < count; ++t) total.max = std::max(total.max, part(t).max);
   for (int t = 0; t < count; ++t) {
+    const Partial p = part(t);
     // A slice whose max is -inf holds no mass (its sum is 0, or NaN if it hid a NaN).
-    const double rescale =
-        parts[t].max == -kInf<double> ? 1.0 : std::exp(parts[t].max - total.max);
-    total.sum += parts[t].sum * rescale;
-    total.dot += parts[t].dot * rescale;
+    const double rescale = p.max == -kInf<double> ? 1.0 : std::exp(p.max - total.max);
+    total.sum += p.sum * rescale;
+    total.dot += p.dot * rescale;
   }
   return total;
 }
