@@ -70,6 +70,27 @@ def test_columns_shared_with_limits(name, backend, dtype, rng):
         check(name, inputs, 0, backend, dtype, "2 threads")
 
 
+ROW_LIMITS = {
+    "-inf-first-half": lambda x: x.__setitem__(slice(None, x.size // 2), -np.inf),
+    "-inf-second-half": lambda x: x.__setitem__(slice(x.size // 2, None), -np.inf),
+    "+inf-in-second-half": lambda x: x.__setitem__(x.size - 5, np.inf),
+    "nan-in-first-half": lambda x: x.__setitem__(7, np.nan),
+    "all-but-last-inf": lambda x: x.__setitem__(slice(None, -1), -np.inf),
+    "all-inf": lambda x: x.__setitem__(slice(None), -np.inf),
+}
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "softmax_jvp"])
+@pytest.mark.parametrize("limit", ROW_LIMITS.values(), ids=ROW_LIMITS.keys())
+def test_rows_shared_with_limits(name, limit, backend, dtype, rng):
+    """Threads sharing one long row (kernels.cpp split_rows) where only one thread's slice holds
+    the values that decide the row's limit, or a slice is all -inf."""
+    inputs = make_inputs(name, (1, 200_003), dtype, rng)
+    limit(inputs[0][0])
+    with threads(2):
+        check(name, inputs, -1, backend, dtype, "2 threads")
+
+
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_more_threads_than_cores(name, backend, rng):
     inputs = make_inputs(name, (64, 4096), np.dtype(np.float32), rng)

@@ -32,8 +32,10 @@ these loops instead of hand-written intrinsics:
   softmax_jvp keeps exp(x - max) in ``out`` rather than in a scratch buffer.
 - A layout that is neither C- nor Fortran-contiguous is copied into a C-contiguous scratch
   (kernels.cpp gathers it row by row).
-- Rows are not split between threads, nor summed in blocks against a running max (rows.hpp
-  does both for rows longer than L2), and no store bypasses the cache.
+- Fewer long rows than threads share each row between the threads, as kernels.cpp does, but
+  a row where some thread's slice has a max that is not finite is redone by one thread. Rows
+  are not summed in blocks against a running max (rows.hpp does for rows longer than L2), and
+  no store bypasses the cache.
 
 [Note: fastmath]
 We promise IEEE results at inf and NaN, so no function assumes them away (no ``nnan``/``ninf``).
@@ -63,6 +65,7 @@ _FOLD_ELEMENTS = 256
 _FOLD_ROWS = 8
 _GRAIN_ELEMENTS = 1 << 13
 _MAX_TILE_WIDTH = 16384
+_SPLIT_ELEMENTS = 1 << 16
 # Numba's thread pool size, fixed when Numba is imported (looked up once: each call's glue is a
 # visible part of a small call).
 _NUMBA_THREADS = numba.config.NUMBA_NUM_THREADS
@@ -359,45 +362,81 @@ def _limit_row(x, out, log):
 
 
 @njit(**_JIT)
-def _row_op(op, x, g, out, s, want_s):
-    """One row of ``op``. ``g``, and ``s`` unless ``want_s``, are unused dummies."""
+def _row_first_pass(op, x, g, out):
+    """``(m, total, dot)`` of a row or a slice of one: its max (forward ops), the float64 sum
+    the second pass needs (of exp(x - m), of y g, of g) and softmax_jvp's sum of exp(x - m) v.
+    softmax and softmax_jvp keep exp(x - m) in ``out``. Nothing past the max when it is not
+    finite: the row takes its limit then (see rows.hpp).
+    """
     t = x.dtype.type
     if op == _SOFTMAX_BACKWARD:
-        dot = t(_dot(x, g, 0))
-        for i in range(x.shape[0]):
-            out[i] = x[i] * (g[i] - dot)
-        return
+        return t(0), _dot(x, g, 0), 0.0
     if op == _LOG_SOFTMAX_BACKWARD:
-        total = t(_sum(g, g, 0))
-        for i in range(x.shape[0]):
-            out[i] = g[i] - _exp(x[i]) * total
-        return
+        return t(0), _sum(g, g, 0), 0.0
     m = _row_max(x)
     if not _is_finite(m):
-        if op == _SOFTMAX_JVP:
-            saturated = _limit_row(x, s if want_s else out, False)
-            out[:] = 0 if saturated else np.nan  # the Jacobian of a saturated softmax is zero
-        else:
-            _limit_row(x, out, op == _LOG_SOFTMAX)
-        return
+        return m, 0.0, 0.0
     if op == _LOG_SOFTMAX:
-        lse = t(math.log(_exp_sum(x, x, m)))
-        for i in range(x.shape[0]):
-            out[i] = (x[i] - m) - lse  # [Note: order of subtraction] in rows.hpp
-        return
+        return m, _exp_sum(x, x, m), 0.0
     _store_exp(x, m, out)
     total = _sum(out, out, 0)
-    inv = t(1.0 / total)
-    if op == _SOFTMAX:
+    return m, total, _dot(out, g, 0) if op == _SOFTMAX_JVP else 0.0
+
+
+@njit(**_JIT)
+def _pass_constants(op, total, dot):
+    """``(inv, a, b)`` of `_row_second_pass` from a row's combined float64 sums: 1 / total,
+    a = log(total) for log_softmax and the sum itself for the backward ops, b = dot / total.
+    A backward op's sum may be 0 and needs no division."""
+    if op == _SOFTMAX_BACKWARD or op == _LOG_SOFTMAX_BACKWARD:
+        return 1.0, total, 0.0
+    return 1.0 / total, math.log(total) if op == _LOG_SOFTMAX else total, dot / total
+
+
+@njit(**_JIT)
+def _row_second_pass(op, x, g, out, s, want_s, m, scale, a, b):
+    """The outputs of a row or a slice of one, as `_tile_second_pass` computes a tile's, with
+    one scalar for each of its per-column constants."""
+    if op == _SOFTMAX_BACKWARD:
+        for i in range(x.shape[0]):
+            out[i] = x[i] * (g[i] - a)
+    elif op == _LOG_SOFTMAX_BACKWARD:
+        for i in range(x.shape[0]):
+            out[i] = g[i] - _exp(x[i]) * a
+    elif op == _LOG_SOFTMAX:
+        for i in range(x.shape[0]):
+            out[i] = (x[i] - m) - a  # [Note: order of subtraction] in rows.hpp
+    elif op == _SOFTMAX:
         for i in range(out.shape[0]):
-            out[i] *= inv
+            out[i] *= scale
+    else:
+        if want_s:
+            for i in range(out.shape[0]):
+                s[i] = out[i] * scale
+        for i in range(out.shape[0]):
+            out[i] = (out[i] * scale) * (g[i] - b)
+
+
+@njit(**_JIT)
+def _row_limit(op, x, out, s, want_s):
+    """A row whose max is not finite."""
+    if op == _SOFTMAX_JVP:
+        saturated = _limit_row(x, s if want_s else out, False)
+        out[:] = 0 if saturated else np.nan  # the Jacobian of a saturated softmax is zero
+    else:
+        _limit_row(x, out, op == _LOG_SOFTMAX)
+
+
+@njit(**_JIT)
+def _row_op(op, x, g, out, s, want_s):
+    """One row of ``op``. ``g``, and ``s`` unless ``want_s``, are unused dummies."""
+    m, total, dot = _row_first_pass(op, x, g, out)
+    if not _is_finite(m):
+        _row_limit(op, x, out, s, want_s)
         return
-    if want_s:
-        for i in range(out.shape[0]):
-            s[i] = out[i] * inv
-    dot = t(_dot(out, g, 0) / total)
-    for i in range(out.shape[0]):
-        out[i] = (out[i] * inv) * (g[i] - dot)
+    t = x.dtype.type
+    inv, a, b = _pass_constants(op, total, dot)
+    _row_second_pass(op, x, g, out, s, want_s, m, t(inv), t(a), t(b))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,12 +511,13 @@ def _combine_slices(op, ms, sums, dots):
                 rescale[p, c] = math.exp(np.float64(ms[p, c]) - np.float64(m[c]))
             total[c] += sums[p, c] * rescale[p, c]
             dot[c] += dots[p, c] * rescale[p, c]
-    scale = (rescale / total).astype(ms.dtype)
-    if op == _LOG_SOFTMAX:
-        return m, scale, np.log(total).astype(ms.dtype), m
-    if op == _SOFTMAX_JVP:
-        return m, scale, m, (dot / total).astype(ms.dtype)
-    return m, scale, total.astype(ms.dtype), m
+    scale = np.empty((parts, w), ms.dtype)
+    a, b = np.empty(w, ms.dtype), np.empty(w, ms.dtype)
+    for c in range(w):
+        inv, a[c], b[c] = _pass_constants(op, total[c], dot[c])
+        for p in range(parts):
+            scale[p, c] = rescale[p, c] * inv
+    return m, scale, a, b
 
 
 @njit(**_JIT)
@@ -566,6 +606,43 @@ def _parallel_rows(op, x, g, out, s, want_s, private, parts):
 
 
 @njit(**_JIT)
+def _slice_bounds(n, p, parts):
+    """Slice p of ``parts`` nearly equal slices of range(n)."""
+    return n * p // parts, n * (p + 1) // parts
+
+
+@njit(parallel=True, **_JIT)
+def _parallel_row_slices(op, x, g, out, s, want_s, private, parts):
+    """Fewer rows than threads, each long: each row split between ``parts`` threads, as
+    kernels.cpp split_rows does. The slices' first passes combine as a tile's slices do (one
+    column); a row where some slice's max is not finite is redone whole, by one thread.
+    """
+    n = x.shape[1]
+    own = np.empty(n if private else 0, x.dtype)  # see the Note on aliasing
+    for r in range(x.shape[0]):
+        row_out = own if private else out[r]
+        ms = np.empty((parts, 1), x.dtype)
+        sums, dots = np.empty((parts, 1)), np.empty((parts, 1))
+        for p in prange(parts):
+            j0, j1 = _slice_bounds(n, p, parts)
+            ms[p, 0], sums[p, 0], dots[p, 0] = _row_first_pass(
+                op, x[r, j0:j1], g[r, j0:j1], row_out[j0:j1]
+            )
+        if np.isfinite(ms).all():
+            m, scale, a, b = _combine_slices(op, ms, sums, dots)
+            for p in prange(parts):
+                j0, j1 = _slice_bounds(n, p, parts)
+                _row_second_pass(
+                    op, x[r, j0:j1], g[r, j0:j1], row_out[j0:j1], s[r, j0:j1], want_s,
+                    m[0], scale[p, 0], a[0], b[0],
+                )  # fmt: skip
+        else:
+            _row_op(op, x[r], g[r], row_out, s[r], want_s)
+        if private:
+            out[r] = own
+
+
+@njit(**_JIT)
 def _block_rows(a, i, j0, j1):
     """Rows [j0, j1) of block i of ``a`` as a C-contiguous (1, rows, K) block (``a[:, j0:j1]``
     would lose the contiguous layout, and LLVM's vectorising with it: 4x slower)."""
@@ -575,7 +652,7 @@ def _block_rows(a, i, j0, j1):
 @njit(**_JIT)
 def _slice_rows(x, g, out, s, i, p, parts):
     """Slice p of ``parts`` of block i's rows, of each array."""
-    j0, j1 = x.shape[1] * p // parts, x.shape[1] * (p + 1) // parts
+    j0, j1 = _slice_bounds(x.shape[1], p, parts)
     return (
         _block_rows(x, i, j0, j1),
         _block_rows(g, i, j0, j1),
@@ -647,17 +724,21 @@ def _run(op: int, axis: int, threads: int, inputs: tuple, out: np.ndarray, s=Non
     used = min(threads, max(1, x.size // _GRAIN_ELEMENTS), _NUMBA_THREADS)
     width = min(_MAX_TILE_WIDTH, k)
     tasks = m * k if as_rows else m * -(-k // width)
-    # Fewer tiles than threads: the threads share each tile's rows, each with 4 grains of work
-    # at least (kernels.cpp walk_columns).
+    # Fewer long rows than threads: the threads share each row (kernels.cpp walk_rows). Fewer
+    # tiles than threads: the threads share each tile's rows, each with 4 grains of work at
+    # least (kernels.cpp walk_columns).
+    share_rows = as_rows and tasks < used and n >= _SPLIT_ELEMENTS
     share_tiles = not as_rows and tasks < used
     if share_tiles:
         used = min(used, n, max(1, x.size // (4 * _GRAIN_ELEMENTS)))
-    else:
+    elif not share_rows:
         used = min(used, tasks)
     want_s = s is not None
     if used > 1:
         numba.set_num_threads(used)
-    if as_rows and used > 1:
+    if share_rows and used > 1:
+        _parallel_row_slices(op, x_k, g_k, out_k, s_k, want_s, private, used)
+    elif as_rows and used > 1:
         _parallel_rows(op, x_k, g_k, out_k, s_k, want_s, private, used)
     elif as_rows:
         _rows(op, x_k, g_k, out_k, s_k, want_s, private, 0, tasks)
