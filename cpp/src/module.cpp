@@ -141,7 +141,7 @@ bool separate_or_same(const py::array& out, const py::array& in) {
   return out_high <= in_low || in_high <= out_low;
 }
 
-py::object try_run(Op op, py::handle x_obj, py::handle g_obj, py::handle out_obj,
+py::object try_run(Op op, bool binary, py::handle x_obj, py::handle g_obj, py::handle out_obj,
                    py::handle axis_obj, int threads) {
   if (!plain_float_array(x_obj) || !PyLong_CheckExact(axis_obj.ptr())) return py::none();
   const auto x = py::reinterpret_borrow<py::array>(x_obj);
@@ -149,7 +149,6 @@ py::object try_run(Op op, py::handle x_obj, py::handle g_obj, py::handle out_obj
   long long axis = PyLong_AsLongLongAndOverflow(axis_obj.ptr(), &overflow);
   if (overflow || axis < -x.ndim() || axis >= x.ndim()) return py::none();
   if (axis < 0) axis += x.ndim();
-  const bool binary = !g_obj.is_none();
   const auto same = [&](const py::array& a) {
     return a.dtype().ptr() == x.dtype().ptr() && a.ndim() == x.ndim() &&
            std::equal(a.shape(), a.shape() + a.ndim(), x.shape());
@@ -221,11 +220,11 @@ PYBIND11_MODULE(_core, m) {
   const auto fast = [&m](const char* name, Op op, bool binary) {
     if (binary) {
       m.def(name, [op](py::handle x, py::handle g, py::handle out, py::handle axis, int threads) {
-        return try_run(op, x, g, out, axis, threads);
+        return try_run(op, true, x, g, out, axis, threads);  // g may be any object, even None
       });
     } else {
       m.def(name, [op](py::handle x, py::handle out, py::handle axis, int threads) {
-        return try_run(op, x, py::none(), out, axis, threads);
+        return try_run(op, false, x, py::none(), out, axis, threads);
       });
     }
   };
