@@ -81,8 +81,7 @@ def fastsoftmax_impls() -> tuple[list[Impl], dict[str, str]]:
             Impl(
                 backend,
                 f"fastsoftmax[{backend}]" + (" (default)" if backend == _backends.DEFAULT else ""),
-                # The default backend is called as users call it, without backend= (which
-                # lets small calls take the C++ module's fast path).
+                # The default backend is called as users call it, without backend=.
                 partial(_fsm_build, fsm, None if backend == _backends.DEFAULT else backend),
                 # The NumPy backend runs NumPy ufuncs, which use one thread whatever we set.
                 threads="one" if backend == "numpy" else "follow",

@@ -1,21 +1,23 @@
-"""The C++ module's fast path (cpp/src/module.cpp, Note "the fast path") against the full path.
+"""The backends' fast paths (the Note in python/fastsoftmax/_backends.py) against the full path.
 
-``backend=None`` with the C++ default goes through ``_core.try_<op>``, which computes only plain
-calls and returns None for every other; ``backend="cpp"`` always takes the Python layer. Each
-case below is built fresh for each run, runs both ways and must give the same bits, or the same
-exception; and the fast path must take exactly the calls it claims.
+A call goes through ``try_<op>`` of its backend (the C++ module's, cpp/src/module.cpp, or the
+Numba backend's), which computes only the calls it takes and returns None for every other. Each
+case below is built fresh for each run, runs with the fast paths and without them, and must give
+the same bits, or the same exception; and each fast path must take exactly the calls it claims.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import CORE, make_inputs
-from fastsoftmax import _api
+from conftest import make_inputs
+from fastsoftmax import _api, _backends
 
-pytestmark = pytest.mark.skipif(not _api._FAST, reason="the C++ backend is not the default")
+FAST_BACKENDS = [name for name in ("cpp", "numba") if name in fsm.available_backends()]
+BOTH, CPP, NONE = frozenset(FAST_BACKENDS), frozenset({"cpp"}), frozenset()
 
 Build = Callable[[], tuple[tuple, dict]]
 
@@ -42,7 +44,7 @@ def _overlapping(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cases(name: str) -> Iterator[tuple[str, Build, bool]]:
-    """(label, a builder of fresh (inputs, kwargs), whether the fast path takes the call)."""
+    """(label, a builder of fresh (inputs, kwargs), the backends whose fast path takes it)."""
     rng = np.random.default_rng(3)
     inputs = make_inputs(name, (4, 37), np.dtype(np.float32), rng)
     wide = make_inputs(name, (4, 37), np.dtype(np.float64), rng)
@@ -64,46 +66,48 @@ def _cases(name: str) -> Iterator[tuple[str, Build, bool]]:
 
         return build
 
-    yield "plain", with_inputs(inputs), True
-    yield "float64", with_inputs(wide), True
-    yield "axis 0", with_inputs(inputs, lambda a: {"axis": 0}), True
-    yield "axis -2", with_inputs(inputs, lambda a: {"axis": -2}), True
-    yield "3-d", with_inputs(cube, lambda a: {"axis": 1}), True
-    yield "out separate", with_inputs(inputs, lambda a: {"out": np.empty_like(a[0])}), True
-    yield "out is the first input", with_inputs(inputs, lambda a: {"out": a[0]}), True
-    yield "out is the last input", with_inputs(inputs, lambda a: {"out": a[-1]}), True
+    yield "plain", with_inputs(inputs), BOTH
+    yield "float64", with_inputs(wide), BOTH
+    yield "axis 0", with_inputs(inputs, lambda a: {"axis": 0}), CPP
+    yield "axis -2", with_inputs(inputs, lambda a: {"axis": -2}), CPP
+    yield "3-d", with_inputs(cube, lambda a: {"axis": 1}), CPP
+    yield "out separate", with_inputs(inputs, lambda a: {"out": np.empty_like(a[0])}), BOTH
+    yield "out is the first input", with_inputs(inputs, lambda a: {"out": a[0]}), BOTH
+    yield "out is the last input", with_inputs(inputs, lambda a: {"out": a[-1]}), BOTH
     f_out = with_inputs(inputs, lambda a: {"out": np.asfortranarray(np.empty_like(a[0]))})
-    yield "out F-ordered", f_out, True
-    yield "F-ordered input, no out", with_inputs(tuple(map(np.asfortranarray, inputs))), False
-    yield "float16", with_inputs(tuple(a.astype(np.float16) for a in inputs)), False
-    yield "int", with_inputs(tuple((10 * a).astype(np.int64) for a in inputs)), False
-    yield "byte-swapped", with_inputs(tuple(a.astype(">f4") for a in inputs)), False
-    yield "subclass", with_inputs(tuple(a.view(Sub) for a in inputs)), False
-    yield "empty", with_inputs(tuple(a[:0] for a in inputs)), False
-    yield "0-d", with_inputs(tuple(a[0, 0].reshape(()) for a in inputs)), False
-    yield "axis bool", with_inputs(inputs, lambda a: {"axis": True}), False
-    yield "axis numpy int", with_inputs(inputs, lambda a: {"axis": np.int64(-1)}), False
-    yield "axis out of range", with_inputs(inputs, lambda a: {"axis": 2}), False
-    yield "axis huge", with_inputs(inputs, lambda a: {"axis": 2**80}), False
+    yield "out F-ordered", f_out, CPP
+    yield "F-ordered input, no out", with_inputs(tuple(map(np.asfortranarray, inputs))), NONE
+    yield "float16", with_inputs(tuple(a.astype(np.float16) for a in inputs)), NONE
+    yield "int", with_inputs(tuple((10 * a).astype(np.int64) for a in inputs)), NONE
+    yield "byte-swapped", with_inputs(tuple(a.astype(">f4") for a in inputs)), NONE
+    yield "subclass", with_inputs(tuple(a.view(Sub) for a in inputs)), NONE
+    yield "empty", with_inputs(tuple(a[:0] for a in inputs)), NONE
+    yield "0-d", with_inputs(tuple(a[0, 0].reshape(()) for a in inputs)), NONE
+    yield "axis bool", with_inputs(inputs, lambda a: {"axis": True}), NONE
+    yield "axis numpy int", with_inputs(inputs, lambda a: {"axis": np.int64(-1)}), NONE
+    yield "axis out of range", with_inputs(inputs, lambda a: {"axis": 2}), NONE
+    yield "axis huge", with_inputs(inputs, lambda a: {"axis": 2**80}), NONE
     read_only = with_inputs(inputs, lambda a: {"out": _read_only(np.empty_like(a[0]))})
-    yield "out read-only", read_only, False
-    yield "out float64", with_inputs(inputs, lambda a: {"out": np.empty(a[0].shape)}), False
+    yield "out read-only", read_only, NONE
+    yield "out float64", with_inputs(inputs, lambda a: {"out": np.empty(a[0].shape)}), NONE
     yield (
         "out wrong shape",
         with_inputs(inputs, lambda a: {"out": np.empty_like(a[0][:, 1:])}),
-        False,
+        NONE,
     )
     yield (
         "out subclass",
         with_inputs(inputs, lambda a: {"out": np.empty_like(a[0]).view(Sub)}),
-        False,
+        NONE,
     )
-    yield "out misaligned", with_inputs(inputs, lambda a: {"out": _misaligned(a[0])}), False
-    yield "out overlaps the first input", overlapping_out(0), False
+    yield "out misaligned", with_inputs(inputs, lambda a: {"out": _misaligned(a[0])}), NONE
+    yield "out overlaps the first input", overlapping_out(0), NONE
     if binary:
-        yield "out overlaps the second input", overlapping_out(1), False
-        yield "mixed dtypes", with_inputs((inputs[0], wide[1])), False
-        yield "shapes differ", with_inputs((inputs[0], inputs[1][:, :5])), False
+        yield "out overlaps the second input", overlapping_out(1), NONE
+        yield "mixed dtypes", with_inputs((inputs[0], wide[1])), NONE
+        yield "second input None", lambda: ((np.array(inputs[0]), None), {}), NONE
+        yield "first input None", lambda: ((None, np.array(inputs[1])), {}), NONE
+        yield "shapes differ", with_inputs((inputs[0], inputs[1][:, :5])), NONE
 
 
 def _run(name: str, build: Build, backend: str | None) -> tuple:
@@ -116,13 +120,20 @@ def _run(name: str, build: Build, backend: str | None) -> tuple:
     return np.array(result, copy=True), returned_out
 
 
-@pytest.mark.parametrize(
-    "name", ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward"]
-)
-def test_fast_path_matches_the_python_layer(name):
-    for label, build, fast in _cases(name):
-        fast_result = _run(name, build, None)
-        full_result = _run(name, build, "cpp")
+@pytest.mark.parametrize("backend", [None, *FAST_BACKENDS])
+@pytest.mark.parametrize("name", _backends.FAST_OPS)
+def test_fast_path_matches_the_python_layer(name, backend, monkeypatch):
+    chosen = _backends.DEFAULT if backend is None else backend
+    _backends.resolve(chosen)  # loads the backend, and so its fast paths
+    fast_path = _backends.fast_paths(chosen).get(name)
+    if fast_path is None:
+        pytest.skip(f"the default backend {chosen!r} has no fast path")
+    for label, build, takers in _cases(name):
+        fast_result = _run(name, build, backend)
+        with monkeypatch.context() as patch:
+            patch.setattr(_api, "_FAST", {})
+            patch.setattr(_backends, "fast_paths", lambda name: {})
+            full_result = _run(name, build, backend)
         if isinstance(full_result[0], type):
             assert fast_result == full_result, label
         else:
@@ -130,5 +141,5 @@ def test_fast_path_matches_the_python_layer(name):
             assert fast_result[0].dtype == full_result[0].dtype, label
             assert fast_result[1] == full_result[1], label  # out= returned as itself
         inputs, kwargs = build()
-        taken = getattr(CORE, "try_" + name)(*inputs, kwargs.get("out"), kwargs.get("axis", -1), 1)
-        assert (taken is not None) == fast, label
+        taken = fast_path(*inputs, kwargs.get("out"), kwargs.get("axis", -1), 1)
+        assert (taken is not None) == (chosen in takers), label

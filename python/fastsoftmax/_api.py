@@ -14,12 +14,9 @@ from numpy.typing import ArrayLike
 from . import _backends, _checks
 from ._threads import get_num_threads
 
-# The C++ module's fast path (see its Note in cpp/src/module.cpp) by operation, taken for
-# backend=None when the default backend is the C++ one: each returns the result, or None where
-# this module must do the call.
-_FAST_OPS = ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward")
-_default_core = _backends.core() if _backends.DEFAULT == "cpp" else None
-_FAST = {op: getattr(_default_core, "try_" + op) for op in _FAST_OPS} if _default_core else {}
+# The default backend's fast paths (the Note in _backends.py) when it is loaded at import, as
+# the C++ one is: looked up once, since a call through one takes well under a microsecond.
+_FAST = _backends.fast_paths(_backends.DEFAULT)
 
 
 def _output(
@@ -61,8 +58,9 @@ def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) 
 
 
 def _unary(op_name: str, x: ArrayLike, axis: int, out: object, backend: str | None) -> np.ndarray:
-    if backend is None and _FAST:
-        result = _FAST[op_name](x, out, axis, get_num_threads())
+    fast = _FAST if backend is None else _backends.fast_paths(backend)
+    if fast:
+        result = fast[op_name](x, out, axis, get_num_threads())
         if result is not None:
             return result
     module = _backends.resolve(backend)
@@ -97,8 +95,9 @@ def _binary(
     out: object,
     backend: str | None,
 ) -> np.ndarray:
-    if backend is None and _FAST:
-        result = _FAST[op_name](first, second, out, axis, get_num_threads())
+    fast = _FAST if backend is None else _backends.fast_paths(backend)
+    if fast:
+        result = fast[op_name](first, second, out, axis, get_num_threads())
         if result is not None:
             return result
     module = _backends.resolve(backend)

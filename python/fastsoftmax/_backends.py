@@ -33,6 +33,32 @@ _HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 _PYTHON_MODULES = {"numba": "._numba", "numpy": "._reference"}
 _loaded: dict[str, ModuleType] = {}
 
+# [Note: fast paths]
+# For a small array the Python layer's checks cost several times the kernel, so a backend may
+# offer ``try_<op>`` for the operations below: it takes the public function's arguments
+# (``out`` and ``axis`` as given, and the thread count) and computes the calls it can take
+# exactly as the Python layer would, returning the result; for any other it returns None
+# without looking further, and the Python layer makes the call. The C++ module's (see its Note
+# in cpp/src/module.cpp) takes every plain call; the Numba backend's, small C-contiguous ones
+# along the last axis.
+FAST_OPS = ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward")
+_fast: dict[str, dict] = {}
+
+
+def _register_fast_paths(name: str, module: ModuleType) -> None:
+    if hasattr(module, "try_softmax"):
+        _fast[name] = {op: getattr(module, "try_" + op) for op in FAST_OPS}
+
+
+def fast_paths(name: object) -> dict:
+    """``{operation: try_<op>}`` of backend ``name`` if it is loaded and has them, else empty."""
+    return _fast.get(name, {}) if type(name) is str else {}  # a list would raise TypeError
+
+
+if _core is not None:
+    _loaded["cpp"] = _core
+    _register_fast_paths("cpp", _core)
+
 
 def unavailable_reason(name: str) -> str:
     if name == "cpp":
@@ -82,8 +108,9 @@ def resolve(name: str | None) -> ModuleType:
     reason = unavailable_reason(name)
     if reason:
         raise RuntimeError(f"backend {name!r} is not available: {reason}")
-    module = _core if name == "cpp" else importlib.import_module(_PYTHON_MODULES[name], __package__)
+    module = importlib.import_module(_PYTHON_MODULES[name], __package__)
     _loaded[name] = module
+    _register_fast_paths(name, module)
     return module
 
 

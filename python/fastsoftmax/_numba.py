@@ -388,7 +388,7 @@ def _pass_constants(op, total, dot):
     """``(inv, a, b)`` of `_row_second_pass` from a row's combined float64 sums: 1 / total,
     a = log(total) for log_softmax and the sum itself for the backward ops, b = dot / total.
     A backward op's sum may be 0 and needs no division."""
-    if op == _SOFTMAX_BACKWARD or op == _LOG_SOFTMAX_BACKWARD:
+    if op in (_SOFTMAX_BACKWARD, _LOG_SOFTMAX_BACKWARD):
         return 1.0, total, 0.0
     return 1.0 / total, math.log(total) if op == _LOG_SOFTMAX else total, dot / total
 
@@ -766,6 +766,72 @@ def _kernel_output(a: np.ndarray, block: tuple, may_view: bool, copy_back: list)
     scratch = np.empty(block, a.dtype)
     copy_back.append((a, scratch))
     return scratch
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path (the Note in _backends.py): calls on fewer than two grains of elements (one
+# thread) in C-contiguous rows along the last axis. (1, 10) float32 softmax: 4.0 -> 1.2 us.
+
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+@njit(**_JIT)
+def _small_rows(op, x, g, out, private):
+    n = x.shape[-1]
+    block = (x.size // n, n)
+    x2, g2, out2 = x.reshape(block), g.reshape(block), out.reshape(block)
+    _rows(op, x2, g2, out2, out2, False, private, 0, block[0])
+
+
+def _plain_out(out: object, dtype: np.dtype, shape: tuple) -> bool:
+    """An ndarray of the result's dtype and shape, C-contiguous, aligned and writeable."""
+    if type(out) is not np.ndarray or out.dtype is not dtype or out.shape != shape:
+        return False
+    return out.flags.carray
+
+
+def _try(op: int, x: object, g: object, out: object, axis: object) -> np.ndarray | None:
+    """``op``'s result when the call is one the fast path takes, else None."""
+    if type(x) is not np.ndarray or type(g) is not np.ndarray:
+        return None
+    dtype = x.dtype
+    if (dtype is not _FLOAT32 and dtype is not _FLOAT64) or g.dtype is not dtype:
+        return None
+    if type(axis) is not int or x.ndim == 0 or (axis != -1 and axis != x.ndim - 1):
+        return None
+    if not 0 < x.size < 2 * _GRAIN_ELEMENTS or g.shape != x.shape:
+        return None
+    if not (x.flags.c_contiguous and x.flags.aligned and g.flags.c_contiguous and g.flags.aligned):
+        return None
+    private = out is x or out is g  # in place (see the Note on aliasing)
+    if out is None:
+        out = np.empty_like(x)
+    elif not _plain_out(out, dtype, x.shape):
+        return None
+    elif not private and (np.may_share_memory(out, x) or np.may_share_memory(out, g)):
+        return None  # a scratch copy first: `_api` makes it
+    _small_rows(op, x, g, out, private)
+    return out
+
+
+def try_softmax(x: object, out: object, axis: object, threads: int) -> np.ndarray | None:
+    return _try(_SOFTMAX, x, x, out, axis)
+
+
+def try_log_softmax(x: object, out: object, axis: object, threads: int) -> np.ndarray | None:
+    return _try(_LOG_SOFTMAX, x, x, out, axis)
+
+
+def try_softmax_backward(
+    y: object, grad: object, out: object, axis: object, threads: int
+) -> np.ndarray | None:
+    return _try(_SOFTMAX_BACKWARD, y, grad, out, axis)
+
+
+def try_log_softmax_backward(
+    y: object, grad: object, out: object, axis: object, threads: int
+) -> np.ndarray | None:
+    return _try(_LOG_SOFTMAX_BACKWARD, y, grad, out, axis)
 
 
 def softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None:
