@@ -39,7 +39,7 @@ _loaded: dict[str, ModuleType] = {}
 # (``out`` and ``axis`` as given, and the thread count) and computes the calls it can take
 # exactly as the Python layer would, returning the result; for any other it returns None
 # without looking further, and the Python layer makes the call. The C++ module's (see its Note
-# in cpp/src/module.cpp) takes every plain call; the Numba backend's, small C-contiguous ones
+# in cpp/src/module.cpp) takes every plain call; the Numba backend's, those in C-contiguous rows
 # along the last axis.
 FAST_OPS = ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward")
 _fast: dict[str, dict] = {}
