@@ -123,11 +123,14 @@ def test_jvp_pair_checked_before_anything_is_written(rng, plain_backend):
                 fsm.softmax_jvp(x, v, return_softmax=True, out=pair, backend=plain_backend)
 
 
-def test_jvp_outputs_must_not_share_memory(rng, plain_backend):
-    x, v = make_inputs("softmax_jvp", (3, 4), np.dtype(np.float64), rng)
-    shared = np.full((3, 4), 7.0)
-    with unchanged(x, v, shared), pytest.raises(ValueError, match="share memory"):
-        fsm.softmax_jvp(x, v, return_softmax=True, out=(shared, shared), backend=plain_backend)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16], ids=str)
+def test_jvp_outputs_must_not_share_memory(dtype, rng, plain_backend):
+    """Also for float16, computed in float32 scratch arrays that share nothing."""
+    x, v = make_inputs("softmax_jvp", (3, 4), np.dtype(dtype), rng)
+    buffer = np.full((4, 4), 7.0, dtype)
+    for first, second in [(buffer[:3], buffer[:3]), (buffer[:3], buffer[1:])]:
+        with unchanged(x, v, buffer), pytest.raises(ValueError, match="share memory"):
+            fsm.softmax_jvp(x, v, return_softmax=True, out=(first, second), backend=plain_backend)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

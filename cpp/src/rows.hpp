@@ -308,11 +308,17 @@ void second_pass(Op op, const Row<T>& r, int64_t begin, int64_t end, const Parti
       auto y = [&](int64_t i, int64_t count) {
         return simd::exp<T>(load_n(x + i, count, -kInf<T>) - m) * scale;
       };
-      if (r.s) write_row(r.s + begin, n, ctx.stream, y);
+      const auto write_s = [&] {
+        if (r.s) write_row(r.s + begin, n, ctx.stream, y);
+      };
+      // s may be x itself (out then is not): it is written after the product has read x.
+      // Otherwise before, since out may be x.
+      if (r.s != r.x) write_s();
       write_row(r.out + begin, n, ctx.stream, [&](int64_t i, int64_t count) {
         prefetch(i);
         return y(i, count) * (load_n(g + i, count, T(0)) - d);
       });
+      if (r.s == r.x) write_s();
       return;
     }
     case Op::softmax_backward: {

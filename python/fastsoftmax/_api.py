@@ -309,7 +309,10 @@ def softmax_jvp(
         user_s, s = _output(s_out, a, dtype, compute, (a,), "out[0]")
         if s is user_s and np.may_share_memory(s, b):
             s = np.empty_like(a)
-        if np.may_share_memory(s, jvp):
+        # The user's arrays, not the scratch ones a float16 result is computed in.
+        if np.may_share_memory(
+            s if user_s is None else user_s, jvp if user_jvp is None else user_jvp
+        ):
             raise ValueError("the two outputs of softmax_jvp must not share memory")
     if a.size:
         module.softmax_jvp(a, b, jvp, s, ax, get_num_threads())
