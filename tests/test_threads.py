@@ -7,6 +7,7 @@ rows (split within a row), one very long row, and the softmax axis first (inner-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import fastsoftmax as fsm
@@ -53,21 +54,42 @@ def test_thread_counts_agree(name, shape, axis, backend, dtype, rng):
     assert_matches(results[2], Expected(results[1].astype(np.float64), 2 * want.tol), "1 vs 2")
 
 
+def _set(index: tuple, value: float) -> Callable[[np.ndarray], None]:
+    def apply(x: np.ndarray) -> None:
+        x[index] = value
+
+    return apply
+
+
+# Column 3 of a (4096, 40) array; one case at a time, since any column whose maximum is not
+# finite sends its whole tile to the column-by-column path.
+HALF = 2048
+COLUMN_LIMITS = {
+    "-inf-first-half": [_set((slice(None, HALF), 3), -np.inf)],
+    "-inf-second-half": [_set((slice(HALF, None), 3), -np.inf)],
+    "nan-in-second-half": [_set((HALF + 7, 3), np.nan)],
+    "+inf-in-first-half": [_set((11, 3), np.inf)],
+    "all-inf": [_set((slice(None), 3), -np.inf)],
+    "all-but-last-inf": [_set((slice(None, -1), 3), -np.inf)],
+    # -inf filling the first blocks of rows columns.hpp sums at once, or starting the second
+    # thread's share of the tile, with finite rows after it.
+    "-inf-leading-blocks": [_set((slice(None, 1000), 3), -np.inf)],
+    "-inf-leading-second-share": [_set((slice(HALF, HALF + 600), 3), -np.inf)],
+    "nan-in-leading-inf": [_set((slice(None, 1000), 3), -np.inf), _set((500, 3), np.nan)],
+}
+
+
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "softmax_jvp"])
-def test_columns_shared_with_limits(name, backend, dtype, rng):
-    """Threads sharing a tile's rows (kernels.cpp split_tiles) meet columns whose maximum is not
-    finite in only one thread's rows: -inf or +inf in one half, NaN in one half, all -inf."""
+@pytest.mark.parametrize("limit", COLUMN_LIMITS.values(), ids=COLUMN_LIMITS.keys())
+@pytest.mark.parametrize("count", [1, 2])
+def test_columns_with_limits(name, limit, count, backend, dtype, rng):
+    """Along axis 0, a column whose maximum is not finite in only some of its rows, alone or
+    shared between threads (kernels.cpp split_tiles)."""
     inputs = make_inputs(name, (4096, 40), dtype, rng, 0)
-    x = inputs[0]
-    half = x.shape[0] // 2
-    x[:half, 3] = -np.inf
-    x[half:, 5] = -np.inf
-    x[half + 7, 7] = np.nan
-    x[11, 9] = np.inf
-    x[:, 11] = -np.inf
-    x[:-1, 13] = -np.inf
-    with threads(2):
-        check(name, inputs, 0, backend, dtype, "2 threads")
+    for apply in limit:
+        apply(inputs[0])
+    with threads(count):
+        check(name, inputs, 0, backend, dtype, f"{count} threads")
 
 
 ROW_LIMITS = {

@@ -102,8 +102,12 @@ bool column_first_pass(const Tile<T>& t, Lanes<T>& m, ColumnSums& sums, ColumnSu
   if (dots) dots->clear();
   const int64_t block = std::max<int64_t>(1, kColumnBlockBytes / (t.w * int64_t(sizeof(T))));
   Lanes<T> block_max;
+  // What the exps subtract: m, but 0 while a column has seen only -inf (and NaN), whose exps
+  // must sum to 0 (or NaN), not exp(-inf - -inf) = NaN, as rows.hpp skips such blocks.
+  Lanes<T> shift;
+  std::fill(shift.v, shift.v + kMaxTileWidth, T(0));
   auto e = [&](int64_t j, int64_t c, int64_t count) {
-    return simd::exp<T>(load_n(t.x + j * t.sx + c, count, -kInf<T>) - lanes_at(m, c));
+    return simd::exp<T>(load_n(t.x + j * t.sx + c, count, -kInf<T>) - lanes_at(shift, c));
   };
   for (int64_t j0 = 0; j0 < t.n; j0 += block) {
     const int64_t j1 = std::min(t.n, j0 + block);
@@ -122,6 +126,7 @@ bool column_first_pass(const Tile<T>& t, Lanes<T>& m, ColumnSums& sums, ColumnSu
         if (dots) dots->scale(c, factor);
       }
       m.v[c] = block_max.v[c];
+      shift.v[c] = m.v[c];
     }
     // The next block arrives while this one computes (its max pass then finds it in cache).
     column_sum(t, j0, j1, [&](int64_t j, int64_t c, int64_t count) {
