@@ -805,32 +805,32 @@ def _all_rows(op, x, g, out, private):
     _rows(op, x.reshape(block), g.reshape(block), rows, rows, False, private, 0, block[0])
 
 
-def _plain_out(out: object, dtype: np.dtype, shape: tuple) -> bool:
-    """An ndarray of the result's dtype and shape, C-contiguous, aligned and writeable."""
-    if type(out) is not np.ndarray or out.dtype is not dtype or out.shape != shape:
+def _plain(a: object, dtype: np.dtype, shape: tuple, writeable: bool = False) -> bool:
+    """An ndarray of ``dtype`` and ``shape``, C-contiguous and aligned (and writeable)."""
+    if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape:
         return False
-    return out.flags.carray
+    flags = a.flags  # looked up once: each lookup builds a flags object
+    return flags.carray if writeable else flags.c_contiguous and flags.aligned
 
 
 def _try(
     op: int, x: object, g: object, out: object, axis: object, threads: int
 ) -> np.ndarray | None:
-    """``op``'s result when the call is one the fast path takes, else None."""
-    if type(x) is not np.ndarray or type(g) is not np.ndarray:
+    """``op``'s result when the call is one the fast path takes, else None. Each check costs
+    a visible part of a small call, so the common case takes as few as it can."""
+    if type(x) is not np.ndarray:
         return None
-    dtype = x.dtype
-    if (dtype is not _FLOAT32 and dtype is not _FLOAT64) or g.dtype is not dtype:
+    dtype, shape = x.dtype, x.shape
+    if (dtype is not _FLOAT32 and dtype is not _FLOAT64) or not x.size:  # a 0-d x has size 1
         return None
-    if type(axis) is not int or x.ndim == 0 or (axis != -1 and axis != x.ndim - 1):
+    if type(axis) is not int or not shape or (axis != -1 and axis != len(shape) - 1):
         return None
-    if not x.size or g.shape != x.shape:
-        return None
-    if not (x.flags.c_contiguous and x.flags.aligned and g.flags.c_contiguous and g.flags.aligned):
+    if not _plain(x, dtype, shape) or (g is not x and not _plain(g, dtype, shape)):
         return None
     private = out is x or out is g  # in place (see the Note on aliasing)
     if out is None:
         out = np.empty_like(x)
-    elif not _plain_out(out, dtype, x.shape):
+    elif not _plain(out, dtype, shape, writeable=True):
         return None
     elif not private and (np.may_share_memory(out, x) or np.may_share_memory(out, g)):
         return None  # a scratch copy first: `_api` makes it
