@@ -792,7 +792,7 @@ def _kernel_output(a: np.ndarray, block: tuple, may_view: bool, copy_back: list)
 
 # ---------------------------------------------------------------------------------------------
 # The fast path (the Note in _backends.py): C-contiguous rows along the last axis go straight to
-# the rows walk. (1, 10) float32 softmax: 4.0 -> 1.2 us.
+# the rows walk. (1, 10) float32 softmax through the public function: 4.0 -> 1.9 us.
 
 _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
@@ -821,7 +821,7 @@ def _try(
     if type(x) is not np.ndarray:
         return None
     dtype, shape = x.dtype, x.shape
-    if (dtype is not _FLOAT32 and dtype is not _FLOAT64) or not x.size:  # a 0-d x has size 1
+    if (dtype is not _FLOAT32 and dtype is not _FLOAT64) or not x.size:
         return None
     if type(axis) is not int or not shape or (axis != -1 and axis != len(shape) - 1):
         return None
@@ -835,7 +835,7 @@ def _try(
     elif not private and (np.may_share_memory(out, x) or np.may_share_memory(out, g)):
         return None  # a scratch copy first: `_api` makes it
     if threads == 1 or x.size < 2 * _GRAIN_ELEMENTS:  # one thread (`_threads_for`)
-        _all_rows(op, x, g, out, private)  # one compiled call: ~1 us less than `_walk_rows`
+        _all_rows(op, x, g, out, private)  # one compiled call: ~0.6 us less than `_walk_rows`
     else:
         block = (x.size // x.shape[-1], x.shape[-1])
         rows = out.reshape(block)
