@@ -74,6 +74,7 @@ def _cases(name: str) -> Iterator[tuple[str, Build, bool]]:
     yield "out separate", with_inputs(inputs, lambda a: {"out": np.empty_like(a[0])}), BOTH
     yield "out is the first input", with_inputs(inputs, lambda a: {"out": a[0]}), BOTH
     yield "out is the last input", with_inputs(inputs, lambda a: {"out": a[-1]}), BOTH
+    yield "out a view of the first input", with_inputs(inputs, lambda a: {"out": a[0][:]}), BOTH
     f_out = with_inputs(inputs, lambda a: {"out": np.asfortranarray(np.empty_like(a[0]))})
     yield "out F-ordered", f_out, CPP
     yield "F-ordered input, no out", with_inputs(tuple(map(np.asfortranarray, inputs))), NONE
@@ -143,3 +144,27 @@ def test_fast_path_matches_the_python_layer(name, backend, monkeypatch):
         inputs, kwargs = build()
         taken = fast_path(*inputs, kwargs.get("out"), kwargs.get("axis", -1), 1)
         assert (taken is not None) == (chosen in takers), label
+
+
+@pytest.mark.skipif("numba" not in FAST_BACKENDS, reason="Numba is not installed")
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", _backends.FAST_OPS)
+def test_numba_overlap_checks_on_each_walk(name, threads):
+    """Numba's fast path checks ``out`` against the inputs in compiled code, on one thread and
+    on several (a call of (64, 1000) is large enough to share its rows); the cases above are
+    all too small for the second."""
+    from fastsoftmax import _numba
+
+    _backends.resolve("numba")
+    fast_path = getattr(_numba, "try_" + name)
+    inputs = make_inputs(name, (64, 1000), np.dtype(np.float32), np.random.default_rng(4))
+    expected = getattr(_api, name)(*inputs, backend="numba")
+    for which in range(len(inputs)):
+        fresh = [np.array(a, copy=True) for a in inputs]
+        fresh[which], out = _overlapping(fresh[which])
+        assert fast_path(*fresh, out, -1, threads) is None
+        np.testing.assert_array_equal(fresh[which], inputs[which])  # nothing written
+        fresh = [np.array(a, copy=True) for a in inputs]
+        view = fresh[which][:]  # the input's memory, not the input object
+        assert fast_path(*fresh, view, -1, threads) is view
+        np.testing.assert_array_equal(fresh[which], expected)
