@@ -848,7 +848,10 @@ def _try(
         return None
     if type(axis) is not int or not shape or (axis != -1 and axis != len(shape) - 1):
         return None
-    if not _plain(x, dtype, shape) or (g is not x and not _plain(g, dtype, shape)):
+    flags = x.flags  # x's type, dtype and shape are known: only its layout is left
+    if not (flags.c_contiguous and flags.aligned):
+        return None
+    if g is not x and not _plain(g, dtype, shape):
         return None
     if out is None:
         out = np.empty_like(x)
