@@ -107,7 +107,8 @@ bool column_first_pass(const Tile<T>& t, Lanes<T>& m, ColumnSums& sums, ColumnSu
   Lanes<T> shift;
   std::fill(shift.v, shift.v + kMaxTileWidth, T(0));
   auto e = [&](int64_t j, int64_t c, int64_t count) {
-    return simd::exp<T>(load_n(t.x + j * t.sx + c, count, -kInf<T>) - lanes_at(shift, c));
+    const Vec<T> x = load_n(t.x + j * t.sx + c, count, -kInf<T>);
+    return simd::exp_nonpositive<T>(x - lanes_at(shift, c));
   };
   for (int64_t j0 = 0; j0 < t.n; j0 += block) {
     const int64_t j1 = std::min(t.n, j0 + block);
@@ -216,7 +217,8 @@ void tile_second_pass(Op op, const Tile<T>& t, const ColumnState<T>& state) {
     case Op::softmax: {
       for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(1.0 / state.sums.value(c));
       write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {
-        return simd::exp<T>(x_at(j, c, count, -kInf<T>) - lanes_at(m, c)) * lanes_at(per_column, c);
+        const Vec<T> e = simd::exp_nonpositive<T>(x_at(j, c, count, -kInf<T>) - lanes_at(m, c));
+        return e * lanes_at(per_column, c);
       });
       return;
     }
@@ -251,7 +253,8 @@ void tile_second_pass(Op op, const Tile<T>& t, const ColumnState<T>& state) {
       // exp(x - max) is computed again rather than kept: out may be g itself, and a kept tile
       // would be N x W extra memory per thread.
       auto y = [&](int64_t j, int64_t c, int64_t count) {
-        return simd::exp<T>(x_at(j, c, count, -kInf<T>) - lanes_at(m, c)) * lanes_at(inv, c);
+        const Vec<T> e = simd::exp_nonpositive<T>(x_at(j, c, count, -kInf<T>) - lanes_at(m, c));
+        return e * lanes_at(inv, c);
       };
       if (!t.s) {
         write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {

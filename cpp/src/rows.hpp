@@ -91,7 +91,7 @@ template <class T, class Prefetch>
 double exp_store_sum(const T* x, T m, T* e, int64_t n, Prefetch&& prefetch) {
   return fold_sum<T>(n, [&](int64_t i, int64_t count) {
     prefetch(i);
-    const Vec<T> v = simd::exp<T>(load_n(x + i, count, -kInf<T>) - m);
+    const Vec<T> v = simd::exp_nonpositive<T>(load_n(x + i, count, -kInf<T>) - m);
     store_n(e + i, v, count);
     return v;
   });
@@ -104,7 +104,7 @@ template <class T, class Prefetch>
 double exp_sum(const T* x, T m, int64_t n, Prefetch&& prefetch) {
   return fold_sum<T>(n, [&](int64_t i, int64_t count) {
     prefetch(i);
-    return simd::exp<T>(load_n(x + i, count, -kInf<T>) - m);
+    return simd::exp_nonpositive<T>(load_n(x + i, count, -kInf<T>) - m);
   });
 }
 
@@ -131,7 +131,7 @@ void exp_sum_dot(const T* x, T m, const T* v, int64_t n, double& total, double& 
   simd::WideSum<T> s, d;
   for_each_vector<T>(n, [&](int64_t i, int64_t count) {
     prefetch(i);
-    const Vec<T> e = simd::exp<T>(load_n(x + i, count, -kInf<T>) - m);
+    const Vec<T> e = simd::exp_nonpositive<T>(load_n(x + i, count, -kInf<T>) - m);
     s.add(e);
     d.add(e * load_n(v + i, count, T(0)));
   });
@@ -288,7 +288,7 @@ void second_pass(Op op, const Row<T>& r, int64_t begin, int64_t end, const Parti
       const T inv = T(1.0 / p.sum);
       write_row(r.out + begin, n, ctx.stream, [&](int64_t i, int64_t count) {
         prefetch(i);
-        return simd::exp<T>(load_n(x + i, count, -kInf<T>) - m) * inv;
+        return simd::exp_nonpositive<T>(load_n(x + i, count, -kInf<T>) - m) * inv;
       });
       return;
     }
@@ -306,7 +306,7 @@ void second_pass(Op op, const Row<T>& r, int64_t begin, int64_t end, const Parti
       const double inv = 1.0 / p.sum;
       const T scale = T(inv), d = T(p.dot * inv);
       auto y = [&](int64_t i, int64_t count) {
-        return simd::exp<T>(load_n(x + i, count, -kInf<T>) - m) * scale;
+        return simd::exp_nonpositive<T>(load_n(x + i, count, -kInf<T>) - m) * scale;
       };
       const auto write_s = [&] {
         if (r.s) write_row(r.s + begin, n, ctx.stream, y);

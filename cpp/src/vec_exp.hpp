@@ -19,6 +19,10 @@
 // above ln(max) and underflow to 0 below ln(min_subnormal / 2), like std::exp. No fix-up pass
 // is needed for them: the input is clamped to [lowest, highest], whose exps compute to exactly
 // 0 and +inf, and the clamps pass NaN through, which the arithmetic then propagates.
+// exp_nonpositive is exp for arguments known to be <= 0 or NaN, as every x - max of the kernels
+// is: the upper clamp would never act there, and leaving it out made a float32 softmax ~4%
+// faster (Zen 4 VM, (1024, 4096) and (8192, 8192), one thread). Same bits as exp on its domain.
+// (The Numba backend keeps both clamps in one exp.)
 #pragma once
 
 #include <cstdint>
@@ -83,12 +87,11 @@ struct ExpConstants<double> {
   }
 };
 
-// Always inlined: as a call, every vector crosses the call in memory (measured 2x slower).
+// exp of x already clamped to [lowest, highest] (or NaN). Always inlined, as are the two
+// below: as a call, every vector crosses the call in memory (measured 2x slower).
 template <class T>
-[[gnu::always_inline]] inline Vec<T> exp(Vec<T> x) {
+[[gnu::always_inline]] inline Vec<T> exp_clamped(Vec<T> xc) {
   using C = ExpConstants<T>;
-  const Vec<T> xc = min<T>(splat<T>(C::highest), max<T>(splat<T>(C::lowest), x));
-
   const Vec<T> shifted = xc * C::log2e + C::magic;  // round(x / ln 2) sits in the low bits
   const Vec<T> n = shifted - C::magic;
   Vec<T> r = xc - n * C::ln2_head;
@@ -109,6 +112,17 @@ template <class T>
   const U scale_b = (reinterpret_cast<const U&>(rest) + C::exponent_bias) << C::mantissa_bits;
   return (p * bitcast<T>(scale_a)) * bitcast<T>(scale_b);
 #endif
+}
+
+template <class T>
+[[gnu::always_inline]] inline Vec<T> exp(Vec<T> x) {
+  using C = ExpConstants<T>;
+  return exp_clamped<T>(min<T>(splat<T>(C::highest), max<T>(splat<T>(C::lowest), x)));
+}
+
+template <class T>
+[[gnu::always_inline]] inline Vec<T> exp_nonpositive(Vec<T> x) {
+  return exp_clamped<T>(max<T>(splat<T>(ExpConstants<T>::lowest), x));
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_LEVEL::simd
