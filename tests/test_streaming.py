@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+import fastsoftmax as fsm
 import numpy as np
 import pytest
 from conftest import (
@@ -26,8 +27,9 @@ from conftest import (
     variant_id,
 )
 
-# The C++ backend's threshold (from the machine's cache size); the Numba and NumPy backends
-# have none of their own, but are checked on the same arrays.
+# The C++ backend's threshold (from the machine's cache size); the Numba backend's streams
+# softmax_backward past the same one (see its Note on streaming stores), and the NumPy one is
+# checked on the same arrays.
 THRESHOLD = CORE.streaming_threshold_bytes() if CORE is not None else 4 << 20
 # Float32 rows under 1 KiB never stream; 70001 is longer than the 256 KiB a scratch row holds.
 ROW_LENGTHS = (200, 301, 4099, 70001)
@@ -88,3 +90,27 @@ def test_columns(name, dtype, variant):
     with simd_level(level):
         result = call(name, *inputs, axis=0, backend=backend)
     assert_matches(result, wanted, name)
+
+
+@pytest.mark.skipif("numba" not in fsm.available_backends(), reason="Numba is not installed")
+@pytest.mark.parametrize("out_offset", [0, 1])
+def test_numba_streams_the_same_bits(out_offset, dtype, num_threads, monkeypatch):
+    """The Numba backend's streamed softmax_backward (rows of at least 4 KiB past the
+    threshold) against the same calls with streaming switched off: the same bits, on one
+    thread and two, with ``out`` on its own cache-line offset or off it by one element."""
+    from fastsoftmax import _numba
+
+    if CORE is not None:  # the same rule, from the same L3 size
+        assert CORE.streaming_threshold_bytes() == _numba._STREAM_BYTES
+    shape = _past_threshold(4099, dtype)
+    y, grad = _case("softmax_backward", shape, np.dtype(dtype), -1)[0]
+
+    def backward() -> np.ndarray:
+        out = np.zeros(y.size + out_offset, dtype)[out_offset:].reshape(shape)
+        return fsm.softmax_backward(y, grad, out=out, backend="numba")
+
+    assert _numba._streams(_numba._SOFTMAX_BACKWARD, y)
+    streamed = backward()
+    monkeypatch.setattr(_numba, "_STREAM_BYTES", y.nbytes)
+    assert not _numba._streams(_numba._SOFTMAX_BACKWARD, y)
+    np.testing.assert_array_equal(streamed, backward())
