@@ -36,8 +36,8 @@ these loops instead of hand-written intrinsics:
   a row where some thread's slice has a max that is not finite is redone by one thread. Rows
   are not summed in blocks against a running max (rows.hpp does for rows longer than L2), and
   no next row is prefetched.
-- Only softmax_backward's rows walk streams its output past the cache, and only rows of 4 KiB
-  or more (kernels.cpp: every op, rows of 1 KiB; see the Note on streaming stores).
+- Only softmax_backward streams its output past the cache, in the rows walk, for rows of 4 KiB
+  or more (kernels.cpp: every op and walk, rows of 1 KiB; see the Note on streaming stores).
 
 [Note: fastmath]
 We promise IEEE results at inf and NaN, so no function assumes them away (no ``nnan``/``ninf``).
