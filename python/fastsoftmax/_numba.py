@@ -505,13 +505,19 @@ def _pass_constants(op, total, dot):
     return 1.0 / total, math.log(total) if op == _LOG_SOFTMAX else total, dot / total
 
 
+@njit(nogil=True)
+def _backward_values(y, grad, out, a):
+    """softmax_backward's ``out = y (grad - a)`` over a row or a part of one."""
+    for i in range(out.shape[0]):
+        out[i] = y[i] * (grad[i] - a)
+
+
 @njit(**_JIT)
 def _row_second_pass(op, x, g, out, s, want_s, m, scale, a, b):
     """The outputs of a row or a slice of one, as `_tile_second_pass` computes a tile's, with
     one scalar for each of its per-column constants."""
     if op == _SOFTMAX_BACKWARD:
-        for i in range(x.shape[0]):
-            out[i] = x[i] * (g[i] - a)
+        _backward_values(x, g, out, a)
     elif op == _LOG_SOFTMAX_BACKWARD:
         for i in range(x.shape[0]):
             out[i] = g[i] - _exp(x[i]) * a
@@ -703,21 +709,18 @@ def _rows(op, x, g, out, s, want_s, private, begin, end):
 
 @njit(nogil=True)
 def _stream_backward(y, grad, out, a, chunk):
-    """softmax_backward's ``out = y (grad - a)`` over a row, the whole cache lines of ``out``
-    through ``chunk`` and `_stream_copy`, the rest stored normally."""
+    """`_backward_values` over a row, the whole cache lines of ``out`` through ``chunk`` and
+    `_stream_copy`, the part before the first line and after the last stored normally."""
     n, line = out.shape[0], _LINE_BYTES // out.itemsize
     done = min(n, (_LINE_BYTES - out.ctypes.data % _LINE_BYTES) % _LINE_BYTES // out.itemsize)
-    for i in range(done):  # up to the first line boundary
-        out[i] = y[i] * (grad[i] - a)
+    _backward_values(y[:done], grad[:done], out[:done], a)
     while n - done >= line:
         count = min(chunk.shape[0], (n - done) // line * line)
-        y_part, grad_part = y[done : done + count], grad[done : done + count]
-        for i in range(count):
-            chunk[i] = y_part[i] * (grad_part[i] - a)
-        _stream_copy(out[done : done + count], chunk, count)
-        done += count
-    for i in range(done, n):
-        out[i] = y[i] * (grad[i] - a)
+        end = done + count
+        _backward_values(y[done:end], grad[done:end], chunk[:count], a)
+        _stream_copy(out[done:end], chunk, count)
+        done = end
+    _backward_values(y[done:], grad[done:], out[done:], a)
 
 
 @njit(**_JIT)
