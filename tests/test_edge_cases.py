@@ -241,3 +241,63 @@ def test_translation_by_huge_offsets(name, backend, dtype, rng):
         np.testing.assert_array_equal(moved - dtype.type(offset), x)
         result = check(name, (moved,), -1, backend, dtype)
         assert_matches(result, expect(name, (x,), -1, dtype).widened(2))
+
+
+def _formula(name: str, a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The backward formulas of the README in float64 NumPy, row sums along the last axis."""
+    with np.errstate(all="ignore"):
+        if name == "softmax_backward":
+            return a * (g - (a * g).sum(-1, keepdims=True))
+        if name == "log_softmax_backward":
+            return g - np.exp(a) * g.sum(-1, keepdims=True)
+        s = np.exp(a - a.max(-1, keepdims=True))
+        s /= s.sum(-1, keepdims=True)
+        return s * (g - (s * g).sum(-1, keepdims=True))
+
+
+# softmax_jvp's sum(s v) is at most max |v| (s sums to 1): only an infinite v makes it infinite.
+INFINITE_SUMS = [
+    ("softmax_backward", "inf_grad"),
+    ("log_softmax_backward", "inf_grad"),
+    ("softmax_jvp", "inf_grad"),
+    ("softmax_backward", "overflowing_sum"),
+    ("log_softmax_backward", "overflowing_sum"),
+]
+
+
+@pytest.mark.parametrize(("name", "case"), INFINITE_SUMS)
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_infinite_row_sums_are_the_formula(name, case, axis, backend, dtype):
+    """A row sum that is +-inf (a +inf in grad, or 256 terms of 1e308) gives the formula's
+    -inf and NaN, not a whole row of NaN: a float64 compensated sum once turned its carry into
+    inf - inf. Along axis 0 the columns walk's per-column sums are checked the same way."""
+    if case == "inf_grad":
+        a = np.array([[0.0320586, 0.08714432, 0.23688282, 0.64391426]] * 3)
+        g = np.array([[np.inf, 1.0, 2.0, 3.0]] * 3)
+        if name == "log_softmax_backward":
+            a = np.log(a)
+    else:
+        big = np.finfo(dtype).max / 2
+        a = np.full((3, 256), 1.0)
+        g = np.full((3, 256), big)
+        if name == "log_softmax_backward":
+            a = np.zeros((3, 256))
+    a, g = a.astype(dtype), g.astype(dtype)
+    with np.errstate(over="ignore"):  # float32 results past its range are +-inf, as computed
+        wanted = _formula(name, a.astype(np.float64), g.astype(np.float64)).astype(dtype)
+    if axis == 0:
+        a, g, wanted = a.T.copy(), g.T.copy(), wanted.T
+    got = getattr(fsm, name)(a, g, axis=axis, backend=backend)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(wanted))
+    np.testing.assert_array_equal(np.isinf(got) & (got > 0), np.isinf(wanted) & (wanted > 0))
+    np.testing.assert_array_equal(np.isinf(got) & (got < 0), np.isinf(wanted) & (wanted < 0))
+    finite = np.isfinite(wanted)
+    np.testing.assert_allclose(got[finite], wanted[finite], rtol=1e-5)
+
+
+def test_a_lone_inf_has_log_probability_plus_zero(backend, dtype):
+    """``x - lse`` at the +inf entry of a row holding one: +0, in every backend (-log 1 is -0)."""
+    out = fsm.log_softmax(np.array([np.inf, 1.0, 2.0], dtype), backend=backend)
+    assert out[0] == 0
+    assert not np.signbit(out[0])
+    assert out[1] == out[2] == -np.inf

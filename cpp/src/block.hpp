@@ -37,8 +37,11 @@ FASTSOFTMAX_DECLARE_LEVEL(avx2)
 FASTSOFTMAX_DECLARE_LEVEL(avx512)
 #undef FASTSOFTMAX_DECLARE_LEVEL
 
-// dispatch.cpp: true in a child forked after import, which must not start OpenMP threads.
-bool in_forked_child();
+// dispatch.cpp (see its Note on fork): note_parallel_region() is called before every parallel
+// region; threads_lost_to_fork() is true in a child forked after one ran, which must not start
+// OpenMP threads.
+void note_parallel_region();
+bool threads_lost_to_fork();
 
 // dispatch.cpp: the entry points of the selected level.
 BlockKernel selected_kernel();

@@ -57,21 +57,28 @@ inline Vec<T> lanes_at(const Lanes<T>& a, int64_t c) {
   return simd::load(a.v + c);
 }
 
-// Per-column sums in double: total - carry, carry being the Kahan compensation of double
-// terms (float terms are widened exactly and need none).
+// The lanes a tile of w columns reads: whole vectors of T (a column redone alone is a tile of
+// one, so filling all kMaxTileWidth lanes would cost it more than its own rows).
+template <class T>
+inline int64_t used_lanes(int64_t w) {
+  return (w + L<T> - 1) / L<T> * L<T>;
+}
+
+// Per-column sums in double: total and carry compensated as simd::add_to does for double terms
+// (float terms are widened exactly and need none).
 struct ColumnSums {
   alignas(64) double total[kMaxTileWidth];
   alignas(64) double carry[kMaxTileWidth];
 
-  void clear() {
-    std::fill(total, total + kMaxTileWidth, 0.0);
-    std::fill(carry, carry + kMaxTileWidth, 0.0);
+  void clear(int64_t lanes) {
+    std::fill(total, total + lanes, 0.0);
+    std::fill(carry, carry + lanes, 0.0);
   }
   void scale(int64_t c, double factor) {
     total[c] *= factor;
     carry[c] *= factor;
   }
-  double value(int64_t c) const { return total[c] - carry[c]; }
+  double value(int64_t c) const { return simd::compensated_value(total[c], carry[c]); }
 };
 
 // sums[c] += term(j, c, count)[lane] over tile rows [j0, j1), rows added in pairs and then in
@@ -97,22 +104,23 @@ void column_sum(const Tile<T>& t, int64_t j0, int64_t j1, F&& term, ColumnSums& 
 // rows whose maximum is not finite). A NaN never wins a maximum but makes its column's sum NaN.
 template <class T>
 bool column_first_pass(const Tile<T>& t, Lanes<T>& m, ColumnSums& sums, ColumnSums* dots) {
-  std::fill(m.v, m.v + kMaxTileWidth, -kInf<T>);
-  sums.clear();
-  if (dots) dots->clear();
+  const int64_t lanes = used_lanes<T>(t.w);
+  std::fill(m.v, m.v + lanes, -kInf<T>);
+  sums.clear(lanes);
+  if (dots) dots->clear(lanes);
   const int64_t block = std::max<int64_t>(1, kColumnBlockBytes / (t.w * int64_t(sizeof(T))));
   Lanes<T> block_max;
   // What the exps subtract: m, but 0 while a column has seen only -inf (and NaN), whose exps
   // must sum to 0 (or NaN), not exp(-inf - -inf) = NaN, as rows.hpp skips such blocks.
   Lanes<T> shift;
-  std::fill(shift.v, shift.v + kMaxTileWidth, T(0));
+  std::fill(shift.v, shift.v + lanes, T(0));
   auto e = [&](int64_t j, int64_t c, int64_t count) {
     const Vec<T> x = load_n(t.x + j * t.sx + c, count, -kInf<T>);
     return simd::exp_nonpositive<T>(x - lanes_at(shift, c));
   };
   for (int64_t j0 = 0; j0 < t.n; j0 += block) {
     const int64_t j1 = std::min(t.n, j0 + block);
-    std::fill(block_max.v, block_max.v + kMaxTileWidth, -kInf<T>);
+    std::fill(block_max.v, block_max.v + lanes, -kInf<T>);
     for (int64_t j = j0; j < j1; ++j) {
       for_each_vector<T>(t.w, [&](int64_t c, int64_t count) {
         const Vec<T> x = load_n(t.x + j * t.sx + c, count, -kInf<T>);
@@ -156,13 +164,13 @@ template <class T>
 bool tile_first_pass(Op op, const Tile<T>& t, ColumnState<T>& state) {
   switch (op) {
     case Op::softmax_backward:
-      state.sums.clear();
+      state.sums.clear(used_lanes<T>(t.w));
       column_sum(t, 0, t.n, [&](int64_t j, int64_t c, int64_t count) {
         return load_n(t.x + j * t.sx + c, count, T(0)) * load_n(t.g + j * t.sg + c, count, T(0));
       }, state.sums);
       return true;
     case Op::log_softmax_backward:
-      state.sums.clear();
+      state.sums.clear(used_lanes<T>(t.w));
       column_sum(t, 0, t.n, [&](int64_t j, int64_t c, int64_t count) {
         return load_n(t.g + j * t.sg + c, count, T(0));
       }, state.sums);
@@ -183,14 +191,14 @@ void combine_columns(Op op, const ColumnState<T>* parts, int count, int64_t w,
     const Partial p = combine(count, [&](int i) {
       Partial slice;  // the backward ops have no maxima: -inf, no rescaling
       if (is_forward(op)) slice.max = parts[i].m.v[c];
-      slice.sum = parts[i].sums.value(c);
-      if (op == Op::softmax_jvp) slice.dot = parts[i].dots.value(c);
+      slice.sum.add(parts[i].sums.value(c));
+      if (op == Op::softmax_jvp) slice.dot.add(parts[i].dots.value(c));
       return slice;
     });
     total.m.v[c] = T(p.max);
-    total.sums.total[c] = p.sum;
+    total.sums.total[c] = p.sum.value();
     total.sums.carry[c] = 0;
-    total.dots.total[c] = p.dot;
+    total.dots.total[c] = p.dot.value();
     total.dots.carry[c] = 0;
   }
 }

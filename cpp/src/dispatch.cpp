@@ -117,19 +117,27 @@ void set_simd_level(const std::string& name) {
 
 // [Note: fork]
 // GNU OpenMP's thread pool does not survive fork(): a child that starts a parallel region waits
-// forever for threads that were not copied. So a forked child computes on one thread (as
-// PyTorch's intra-op pool does); exec'd processes and spawn-started workers are not affected.
+// forever for threads that were not copied. So a child forked after this process (or an
+// ancestor) ran a parallel region computes on one thread, as PyTorch's intra-op pool does. A
+// child of a process that never started the pool (a forkserver that only imported us) keeps
+// its threads; exec'd processes and spawn-started workers are not affected. The Python layer
+// adds the Numba backend's parallel walks, which may start the same pool (_threads.py).
 namespace {
-std::atomic<bool> g_forked{false};
+std::atomic<bool> g_parallel_ran{false};
+std::atomic<bool> g_threads_lost{false};
 [[maybe_unused]] const bool g_fork_handler_installed = [] {
 #if __has_include(<pthread.h>)
-  pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); });
+  pthread_atfork(nullptr, nullptr, [] {
+    if (g_parallel_ran.load()) g_threads_lost.store(true);
+  });
 #endif
   return true;
 }();
 }  // namespace
 
-bool in_forked_child() { return g_forked.load(std::memory_order_relaxed); }
+void note_parallel_region() { g_parallel_ran.store(true, std::memory_order_relaxed); }
+
+bool threads_lost_to_fork() { return g_threads_lost.load(std::memory_order_relaxed); }
 
 bool openmp_enabled() {
 #ifdef _OPENMP

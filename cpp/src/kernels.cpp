@@ -68,7 +68,7 @@ class Scratch {
 
 // How many threads a call of `elements` elements split into `tasks` tasks should wake.
 int threads_for(int requested, int64_t tasks, int64_t elements) {
-  if (in_forked_child()) return 1;  // see the Note on fork in dispatch.cpp
+  if (threads_lost_to_fork()) return 1;  // see the Note on fork in dispatch.cpp
   int64_t count = std::min<int64_t>(cap_threads(requested), tasks);
   count = std::min<int64_t>(count, std::max<int64_t>(1, elements / kGrainElements));
   return static_cast<int>(std::max<int64_t>(count, 1));
@@ -80,6 +80,7 @@ template <class F>
 void parallel_ranges(int64_t tasks, int threads, F&& body) {
 #ifdef _OPENMP
   if (threads > 1) {
+    note_parallel_region();
 #pragma omp parallel num_threads(threads)
     {
       const int64_t t = omp_get_thread_num();
@@ -149,6 +150,7 @@ template <class T>
 void split_rows(const Block& b, int threads, bool stream) {
 #ifdef _OPENMP
   std::vector<Partial> parts(static_cast<std::size_t>(threads));
+  note_parallel_region();
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
@@ -230,6 +232,21 @@ Tile<T> tile_at(const Block& b, int64_t m, int64_t k0, bool stream) {
           b.n, std::min(kMaxTileWidth, b.k - k0), stream};
 }
 
+// Column k of block index m alone, for a tile where some column's maximum is not finite: as a
+// tile one column wide, or through the scalar limit path when it is such a column. Nothing is
+// allocated (a gathered copy of a column of 200,000,000 rows would be 4 GB per thread).
+template <class T>
+void redo_column(const Block& b, int64_t m, int64_t k) {
+  Tile<T> column = tile_at<T>(b, m, k, false);
+  column.w = 1;
+  if (tile_op<T>(b.op, column)) return;
+  if (b.op == Op::softmax_jvp) {
+    limit_jvp(column.x, column.sx, column.out, column.so, column.s, column.ss, b.n);
+  } else {
+    limit_row(column.x, column.sx, column.out, column.so, b.n, b.op == Op::log_softmax);
+  }
+}
+
 // Fewer tiles than threads (few columns along a long axis): every thread takes a slice of every
 // tile's rows, as split_rows does with long rows. The slices' first passes meet at a barrier
 // and combine exactly, then each thread writes its slice. A tile where some slice has a column
@@ -240,9 +257,9 @@ Tile<T> tile_at(const Block& b, int64_t m, int64_t k0, bool stream) {
 template <class T>
 void split_tiles(const Block& b, int threads, int64_t tiles_per_m, bool stream) {
 #ifdef _OPENMP
-  const Scratch<T> scratch(threads, gathered_elements<T>(b.n));
   std::vector<ColumnState<T>> parts(static_cast<std::size_t>(threads));
   std::vector<char> finite(static_cast<std::size_t>(threads));
+  note_parallel_region();
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
@@ -260,7 +277,7 @@ void split_tiles(const Block& b, int threads, int64_t tiles_per_m, bool stream) 
         tile_second_pass(b.op, slice, total);
       } else {
         for (int64_t k = k0 + tile.w * t / count; k < k0 + tile.w * (t + 1) / count; ++k) {
-          gathered_row<T>(b, m, k, scratch.part(t));
+          redo_column<T>(b, m, k);
         }
       }
 #pragma omp barrier  // parts[] is reused by the next tile
@@ -293,15 +310,13 @@ void walk_columns(const Block& b, int threads) {
     return;
   }
   const int nt = threads_for(threads, tasks, elements);
-  // Per thread: the gathered walk's buffer, for a column redone alone.
-  const Scratch<T> scratch(nt, gathered_elements<T>(b.n));
-  parallel_ranges(tasks, nt, [&](int64_t begin, int64_t end, int64_t t) {
+  parallel_ranges(tasks, nt, [&](int64_t begin, int64_t end, int64_t) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t m = task / tiles_per_m;
       const int64_t k0 = task % tiles_per_m * kMaxTileWidth;
       const Tile<T> tile = tile_at<T>(b, m, k0, stream);
       if (!tile_op<T>(b.op, tile)) {
-        for (int64_t k = k0; k < k0 + tile.w; ++k) gathered_row<T>(b, m, k, scratch.part(t));
+        for (int64_t k = k0; k < k0 + tile.w; ++k) redo_column<T>(b, m, k);
       }
     }
     if (stream) simd::stream_fence();

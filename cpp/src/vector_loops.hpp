@@ -6,7 +6,9 @@
 // sums (a few hundred terms per lane) put a softmax near its maximum past 8 units of rounding.
 // So each lane adds at most four terms in T, four such partials are added pairwise, and only
 // then is the vector widened and added into double lanes: the sums are exact to a few float
-// roundings for any N, and the widening costs a quarter of an instruction per vector of terms. Double terms get a Kahan-compensated double sum instead.
+// roundings for any N, and the widening costs a quarter of an instruction per vector of terms. Double terms get a
+// compensated double sum instead (simd.hpp's Note on compensated sums), and so do the sums a
+// long row's blocks and the threads sharing a row add up (rows.hpp's Partial).
 #pragma once
 
 #include <algorithm>
@@ -69,6 +71,17 @@ inline void write_row(T* dst, int64_t n, bool stream, F&& value) {
   for (; i + L<T> <= n; i += L<T>) simd::store(dst + i, value(i, L<T>));
   if (i < n) store_n(dst + i, value(i, n - i), n - i);
 }
+
+// A running double sum of scalars, compensated as simd::add_to compensates vector lanes.
+struct CompensatedSum {
+  double sum = 0, carry = 0;
+  void add(double v) { simd::add_to(sum, carry, v); }
+  void scale(double factor) {
+    sum *= factor;
+    carry *= factor;
+  }
+  double value() const { return simd::compensated_value(sum, carry); }
+};
 
 // sum over i of term(i, count), accumulated in double (see the Note on summation).
 template <class T, class F>

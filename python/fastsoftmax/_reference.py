@@ -33,7 +33,8 @@ def _sum(values: np.ndarray, axis: int) -> np.ndarray:
     # NumPy sums pairwise only along a contiguous axis; along any other a running sum would
     # break the accuracy bound every backend promises. So: float64, along a contiguous copy.
     rows = np.ascontiguousarray(np.moveaxis(values, axis, -1), dtype=np.float64)
-    return np.expand_dims(rows.sum(axis=-1), axis).astype(values.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # a sum past the range is inf, as computed
+        return np.expand_dims(rows.sum(axis=-1), axis).astype(values.dtype)
 
 
 def _exp_and_sum(shifted: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,15 +58,17 @@ def log_softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None
 def softmax_backward(
     y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
 ) -> None:
-    dot = _sum(y * grad, axis)
-    np.multiply(y, grad - dot, out=out)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf in grad - dot is the formula's
+        dot = _sum(y * grad, axis)
+        np.multiply(y, grad - dot, out=out)
 
 
 def log_softmax_backward(
     y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
 ) -> None:
     total = _sum(grad, axis)
-    np.subtract(grad, np.exp(y) * total, out=out)
+    with np.errstate(over="ignore", invalid="ignore"):  # as in softmax_backward
+        np.subtract(grad, np.exp(y) * total, out=out)
 
 
 def softmax_jvp(
@@ -79,6 +82,7 @@ def softmax_jvp(
     s = np.empty_like(x) if s_out is None else s_out
     inf_rows = np.isposinf(np.max(x, axis=axis, keepdims=True))
     softmax(x, s, axis, threads)
-    dot = _sum(s * v, axis)
-    # In a +inf row the Jacobian is exactly zero (see the module note), whatever v holds.
-    np.copyto(out, np.where(inf_rows, 0, s * (v - dot)))
+    with np.errstate(over="ignore", invalid="ignore"):  # as in softmax_backward
+        dot = _sum(s * v, axis)
+        # In a +inf row the Jacobian is exactly zero (see the module note), whatever v holds.
+        np.copyto(out, np.where(inf_rows, 0, s * (v - dot)))
