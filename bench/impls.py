@@ -80,9 +80,12 @@ def fastsoftmax_impls() -> tuple[list[Impl], dict[str, str]]:
         impls.append(
             Impl(
                 backend,
-                f"fastsoftmax[{backend}]" + (" (default)" if backend == _backends.DEFAULT else ""),
+                f"fastsoftmax[{backend}]"
+                + (" (default)" if backend == _backends.default_backend() else ""),
                 # The default backend is called as users call it, without backend=.
-                partial(_fsm_build, fsm, None if backend == _backends.DEFAULT else backend),
+                partial(
+                    _fsm_build, fsm, None if backend == _backends.default_backend() else backend
+                ),
                 # The NumPy backend runs NumPy ufuncs, which use one thread whatever we set.
                 threads="one" if backend == "numpy" else "follow",
                 jit=backend == "numba",

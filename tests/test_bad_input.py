@@ -179,6 +179,13 @@ TABLE = [
         "test_errors",
     ),
     Misuse(
+        "out whose elements share memory",
+        "fsm.softmax(x, out=np.lib.stride_tricks.as_strided(out, (3, 4), (8, 8)))",
+        ValueError,
+        "out has elements that share memory",
+        "test_out",
+    ),
+    Misuse(
         "backend not available here (Numba not installed)",
         'fsm.softmax(x, backend="numba")',
         RuntimeError,
@@ -401,3 +408,10 @@ def test_huge_omp_num_threads_still_computes():
     proc = run_python(code, OMP_NUM_THREADS="99999999999")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("bad", [["cpp"], {"cpp": 1}, 3])
+def test_backend_that_is_not_a_name(bad):
+    """An unhashable backend= raised TypeError from a dict lookup instead of this error."""
+    with pytest.raises(ValueError, match="backend must be one of 'cpp', 'numba', 'numpy'"):
+        fsm.softmax(np.ones(3), backend=bad)

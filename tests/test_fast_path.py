@@ -124,7 +124,7 @@ def _run(name: str, build: Build, backend: str | None) -> tuple:
 @pytest.mark.parametrize("backend", [None, *FAST_BACKENDS])
 @pytest.mark.parametrize("name", _backends.FAST_OPS)
 def test_fast_path_matches_the_python_layer(name, backend, monkeypatch):
-    chosen = _backends.DEFAULT if backend is None else backend
+    chosen = _backends.default_backend() if backend is None else backend
     _backends.resolve(chosen)  # loads the backend, and so its fast paths
     fast_path = _backends.fast_paths(chosen).get(name)
     if fast_path is None:

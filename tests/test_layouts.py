@@ -103,3 +103,22 @@ def test_f_order_result_for_f_order_input(backend, dtype, rng):
     x = np.asfortranarray(rng.standard_normal((40, 30)).astype(dtype))
     result = fsm.softmax(x, axis=0, backend=backend)
     assert_matches(result, expect("softmax", (x,), 0, dtype))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_record_fields_with_odd_strides_on_length_1_axes(name, backend):
+    """A record field: shape (1, 4), strides (33, 8), which NumPy calls aligned (a length-1
+    axis's stride never moves). The C++ backend refused it ("x is not aligned"), as an out=."""
+    record = np.dtype([("logits", "f8", (4,)), ("tag", "i1")])
+    inputs = np.zeros(1, record), np.zeros(1, record)
+    values = make_inputs(name, (1, 4), np.float64, np.random.default_rng(4), -1)
+    for array, value in zip(inputs, values, strict=False):
+        array["logits"] = value
+    fields = [array["logits"] for array in inputs[: len(values)]]
+    assert fields[0].strides == (33, 8)
+    assert fields[0].flags.aligned
+    out = np.zeros(1, record)["logits"]
+    wanted = expect(name, values, -1, np.float64)
+    assert_matches(call(name, *fields, backend=backend), wanted)
+    call(name, *fields, backend=backend, out=out)
+    assert_matches(out, wanted)

@@ -182,3 +182,30 @@ def test_zero_size_out(name, backend, dtype):
     inputs = (empty,) if name in ("softmax", "log_softmax") else (empty, empty.copy())
     out = np.empty((0, 5), dtype)
     assert call(name, *inputs, out=out, backend=backend) is out
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_out_with_internal_overlap_is_refused(name, backend):
+    """An out whose elements share memory (as_strided((3, 4), (8, 8)), writeable) has no
+    well-defined result: every backend refuses it, before anything is written (the C++ one
+    used to compute such an x in place into itself, wrongly)."""
+    buffer = np.arange(6.0)
+    x = np.lib.stride_tricks.as_strided(buffer, (3, 4), (8, 8))
+    inputs = (x,) if name in ("softmax", "log_softmax") else (x, np.ones((3, 4)))
+    before = buffer.copy()
+    with pytest.raises(ValueError, match="share memory"):
+        call(name, *inputs, out=x, backend=backend)
+    np.testing.assert_array_equal(buffer, before)
+
+
+def test_internal_overlap_check_is_exact():
+    """Interleaved strides that the quick test cannot clear are compared element by element."""
+    from fastsoftmax._checks import _has_internal_overlap
+
+    buffer = np.zeros(64)
+    as_strided = np.lib.stride_tricks.as_strided
+    assert not _has_internal_overlap(as_strided(buffer, (2, 3), (8, 16)))  # 0,16,32 / 8,24,40
+    assert _has_internal_overlap(as_strided(buffer, (2, 3), (16, 8)))  # 0,8,16 / 16,24,32
+    assert _has_internal_overlap(as_strided(buffer, (4,), (4,)))  # elements overlap by bytes
+    assert not _has_internal_overlap(np.zeros((3, 4))[:, ::2].T)
+    assert not _has_internal_overlap(np.zeros((5, 1, 3)))

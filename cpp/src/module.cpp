@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -46,14 +47,15 @@ struct Operand {
   std::int64_t strides[kMaxDims];
 };
 
-// Whether every element of `a` is aligned to its size, which the kernels' loads assume.
+// Whether every element of `a` is aligned to its size, which the kernels' loads assume. As in
+// NumPy's `aligned` flag, a dimension of length 1 does not count: its stride never moves.
 bool check_aligned(const py::array& a) {
   const auto itemsize = static_cast<std::int64_t>(a.itemsize());
   if (reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(itemsize)) {
     return false;
   }
   for (py::ssize_t d = 0; d < a.ndim(); ++d) {
-    if (a.strides(d) % itemsize) return false;
+    if (a.shape(d) > 1 && a.strides(d) % itemsize) return false;
   }
   return true;
 }
@@ -68,7 +70,9 @@ void check_operand(const py::array& a, const py::array& like, bool writeable, co
   if (!check_aligned(a)) throw py::value_error(std::string(name) + " is not aligned");
   const auto itemsize = static_cast<std::int64_t>(a.itemsize());
   op.ref.data = const_cast<void*>(a.data());
-  for (py::ssize_t d = 0; d < a.ndim(); ++d) op.strides[d] = a.strides(d) / itemsize;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    op.strides[d] = a.shape(d) > 1 ? a.strides(d) / itemsize : 0;  // see check_aligned
+  }
   op.ref.strides = op.strides;
 }
 
@@ -106,8 +110,8 @@ void run(Op op, const py::array& x, const py::object& g, const py::array& out,
 // For a small array the Python layer's checks cost several times the kernel (about 1.5 us of a
 // 2 us call), so the common case skips them: plain ndarrays of native float32 or float64,
 // aligned, non-empty, equal shapes and dtypes, an int axis in range, and either no `out` (x
-// C-contiguous: the result is too) or an `out` that is writeable and shares no memory with the
-// inputs unless it is exactly one of them. Such a call is computed here and its result
+// C-contiguous: the result is too) or an `out` that is writeable, surely free of internal overlap
+// and shares no memory with the inputs unless it is exactly one of them. Such a call is computed here and its result
 // returned; any other call returns None without looking further, and the Python layer takes it,
 // converting, using a scratch array or raising its own errors. The conditions are exactly those
 // under which the Python layer would pass its arguments through unchanged.
@@ -129,6 +133,25 @@ std::pair<std::uintptr_t, std::uintptr_t> extent(const py::array& a) {
     else high += static_cast<std::uintptr_t>(span);
   }
   return {low, high};
+}
+
+// Whether no two elements of `a` share memory, by a test that is sure when it says so: each
+// dimension, by increasing stride, steps past all the smaller ones span. An array it cannot
+// clear (interleaved strides, or an as_strided view onto itself) is left to the Python layer,
+// which checks exactly.
+bool surely_no_internal_overlap(const py::array& a) {
+  std::pair<std::int64_t, std::int64_t> dims[kMaxDims];  // (|stride| in bytes, length)
+  int count = 0;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    if (a.shape(d) > 1) dims[count++] = {std::abs(std::int64_t(a.strides(d))), a.shape(d)};
+  }
+  std::sort(dims, dims + count);
+  std::int64_t span = a.itemsize();  // bytes one step of the next dimension must clear
+  for (int i = 0; i < count; ++i) {
+    if (dims[i].first < span) return false;
+    span += dims[i].first * (dims[i].second - 1);
+  }
+  return true;
 }
 
 // Whether `out` may be written while `in` is read: no shared memory, or exactly the same view.
@@ -163,7 +186,8 @@ py::object try_run(Op op, bool binary, py::handle x_obj, py::handle g_obj, py::h
   } else {
     if (Py_TYPE(out_obj.ptr()) != g_ndarray_type) return py::none();
     const auto o = py::reinterpret_borrow<py::array>(out_obj);
-    if (!same(o) || !o.writeable() || !check_aligned(o) || !separate_or_same(o, x) ||
+    if (!same(o) || !o.writeable() || !check_aligned(o) || !surely_no_internal_overlap(o) ||
+        !separate_or_same(o, x) ||
         (binary && !separate_or_same(o, py::reinterpret_borrow<py::array>(g_obj)))) {
       return py::none();
     }
@@ -239,6 +263,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_simd_level", &fastsoftmax::set_simd_level, py::arg("name"),
         "Use the kernels of another SIMD level from now on (for tests).");
   m.def("openmp_enabled", &fastsoftmax::openmp_enabled);
+  m.def("threads_lost_to_fork", &fastsoftmax::threads_lost_to_fork,
+        "Whether this process was forked after a parallel region ran (see dispatch.cpp).");
   m.def("streaming_threshold_bytes", &fastsoftmax::streaming_threshold_bytes,
         "Outputs larger than this are written past the cache.");
   m.def("_exp", &exp_values, py::arg("x"),

@@ -1,14 +1,14 @@
 """Which backends exist here, which one a call uses, and why one is missing.
 
 ``"cpp"`` is the compiled extension, ``"numba"`` the JIT kernels (imported on first use, since
-importing Numba costs a noticeable fraction of a second), ``"numpy"`` the reference. Each is a
+importing Numba costs a noticeable fraction of a second; whether they work is decided by that
+import, as an installed Numba may still fail to import), ``"numpy"`` the reference. Each is a
 module with the same five functions; see ``_reference.py`` for the contract.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 from types import ModuleType
 
@@ -29,9 +29,9 @@ else:
     # silently leaving the user without the compiled backend.
     _core.simd_level()
 
-_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 _PYTHON_MODULES = {"numba": "._numba", "numpy": "._reference"}
 _loaded: dict[str, ModuleType] = {}
+_import_errors: dict[str, str] = {}  # why a Python backend failed to import, once tried
 
 # [Note: fast paths]
 # For a small array the Python layer's checks cost several times the kernel, so a backend may
@@ -60,11 +60,32 @@ if _core is not None:
     _register_fast_paths("cpp", _core)
 
 
+def _load(name: str) -> ModuleType | None:
+    """Backend ``name``'s module, imported the first time it is asked for; None if it failed."""
+    module = _loaded.get(name)
+    if module is None and name in _PYTHON_MODULES and name not in _import_errors:
+        try:
+            module = importlib.import_module(_PYTHON_MODULES[name], __package__)
+        except ModuleNotFoundError as err:
+            if err.name not in ("numba", "llvmlite"):
+                raise  # a module of ours is missing: a broken installation, not a missing Numba
+            _import_errors[name] = (
+                "Numba is not installed; install it with `pip install numba` (or "
+                "`pip install '.[numba]'` in a source checkout)"
+            )
+        except Exception as err:  # Numba's own import checks raise ImportError and others
+            _import_errors[name] = f"Numba is installed but failed to import ({err!r})"
+        else:
+            _loaded[name] = module
+            _register_fast_paths(name, module)
+    return module
+
+
 def unavailable_reason(name: str) -> str:
     if name == "cpp":
         return _CORE_ERROR
-    if name == "numba" and not _HAVE_NUMBA:
-        return "Numba is not installed; install it with `pip install 'fastsoftmax[numba]'`"
+    if _load(name) is None:
+        return _import_errors[name]
     return ""
 
 
@@ -86,32 +107,39 @@ def _check_name(name: object, source: str) -> str:
     return name
 
 
-def _default_backend() -> str:
+def _default_backend() -> str | None:
     env = os.environ.get("FASTSOFTMAX_BACKEND", "").strip()
     if env:
         return _check_name(env, "the environment variable FASTSOFTMAX_BACKEND")
-    return available_backends()[0]
+    return "cpp" if _core is not None else None  # None: decided at the first call
 
 
 # Read once: the environment is part of the import-time configuration, like FASTSOFTMAX_SIMD.
+# Without the extension, the choice between Numba and NumPy waits for the first call, since it
+# imports Numba.
 DEFAULT = _default_backend()
+
+
+def default_backend() -> str:
+    """The backend ``backend=None`` uses."""
+    global DEFAULT
+    if DEFAULT is None:
+        DEFAULT = available_backends()[0]
+    return DEFAULT
 
 
 def resolve(name: str | None) -> ModuleType:
     """The backend module for ``backend=name`` (``None``: the default)."""
     if name is None:
-        name = DEFAULT
-    module = _loaded.get(name)  # type: ignore[arg-type]
+        name = default_backend()
+    module = _loaded.get(name) if type(name) is str else None  # a list is unhashable
     if module is not None:
         return module
     _check_name(name, "backend")
     reason = unavailable_reason(name)
     if reason:
         raise RuntimeError(f"backend {name!r} is not available: {reason}")
-    module = importlib.import_module(_PYTHON_MODULES[name], __package__)
-    _loaded[name] = module
-    _register_fast_paths(name, module)
-    return module
+    return _load(name)  # type: ignore[return-value]
 
 
 def core() -> ModuleType | None:

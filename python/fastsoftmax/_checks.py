@@ -92,7 +92,33 @@ def check_out(out: object, shape: tuple[int, ...], dtype: np.dtype, name: str) -
         raise TypeError(f"{name} must have the result's dtype {dtype}; got {out.dtype}")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
+    if _has_internal_overlap(out):
+        raise ValueError(
+            f"{name} has elements that share memory (a view made with as_strided or a zero "
+            "stride); write the result into an array whose elements are distinct"
+        )
     return out
+
+
+def _has_internal_overlap(a: np.ndarray) -> bool:
+    """Whether two elements of ``a`` share a byte. Where each dimension, by increasing stride,
+    steps past all the smaller ones (every array NumPy makes by slicing or transposing) it
+    settles this at once; otherwise it compares the elements' byte offsets."""
+    if a.size == 0:  # no elements (NumPy may give them any strides)
+        return False
+    dims = sorted((abs(st), n) for st, n in zip(a.strides, a.shape, strict=True) if n > 1)
+    span = a.itemsize
+    for stride, length in dims:
+        if stride < span:
+            break
+        span += stride * (length - 1)
+    else:
+        return False
+    offsets = np.zeros(1, np.int64)
+    for stride, length in dims:
+        offsets = (offsets[:, None] + stride * np.arange(length, dtype=np.int64)).ravel()
+    offsets.sort()
+    return bool((np.diff(offsets) < a.itemsize).any())
 
 
 def _same_view(first: np.ndarray, second: np.ndarray) -> bool:

@@ -22,7 +22,7 @@ def config() -> dict[str, object]:
         "numpy": np.__version__,
         "machine": platform.machine(),
         "backends": _backends.available_backends(),
-        "default backend": _backends.DEFAULT,
+        "default backend": _backends.default_backend(),
         "threads": get_num_threads(),
     }
     if core is None:
