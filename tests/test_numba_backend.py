@@ -9,11 +9,13 @@ kernel loop from writing an array it reads under another name.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # Numba is part of the test extra: its absence must fail here, not skip.
 import numba
 import numpy as np
 import pytest
-from conftest import EXP_MAX_ULP, EXP_SUBNORMAL_QUANTA
+from conftest import EXP_MAX_ULP, EXP_SUBNORMAL_QUANTA, run_python, threads
 from fastsoftmax import _numba as numba_backend
 from fastsoftmax import _reference
 
@@ -127,3 +129,78 @@ def test_exp_over_the_whole_range(dtype):
     assert np.all(quanta <= EXP_SUBNORMAL_QUANTA)
     assert np.all(out[expected > info.max] == np.inf)
     assert np.isnan(out[-1])
+
+
+@pytest.mark.parametrize("user_count", [1, 2])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_the_callers_numba_thread_count_is_kept(user_count, axis):
+    """A parallel walk sets Numba's thread count for itself and restores the caller's."""
+    import fastsoftmax as fsm
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(user_count, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with threads(2):
+            fsm.softmax(np.ones((512, 512)), axis=axis, backend="numba")
+        assert numba.get_num_threads() == min(user_count, numba.config.NUMBA_NUM_THREADS)
+    finally:
+        numba.set_num_threads(previous)
+
+
+NO_CACHE = """
+import numpy as np, fastsoftmax as fsm
+print(fsm.softmax(np.array([0.0, np.log(3.0)]), backend="numba"))
+"""
+
+
+def test_computes_without_a_writable_cache(tmp_path):
+    """No cache location Numba can write (the package's __pycache__ a file, NUMBA_CACHE_DIR and
+    HOME under a file): it compiles in each process instead of raising 'no locator available'.
+    As root, read-only permissions would not stop a write; paths under a file do."""
+    import shutil
+
+    import fastsoftmax as fsm
+
+    site = tmp_path / "site"
+    shutil.copytree(
+        Path(fsm.__file__).parent,
+        site / "fastsoftmax",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    (site / "fastsoftmax" / "__pycache__").write_text("not a directory")
+    blocked = str(tmp_path / "site" / "fastsoftmax" / "__pycache__" / "x")
+    proc = run_python(
+        NO_CACHE,
+        PYTHONPATH=str(site),
+        NUMBA_CACHE_DIR=blocked,
+        HOME=blocked,
+        XDG_CACHE_HOME=blocked,
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["[0.25", "0.75]"], proc.stdout
+
+
+BROKEN_NUMBA = """
+import sys, types
+broken = types.ModuleType("numba")
+broken.__path__ = []
+def fail(name):
+    raise ImportError("Numba needs NumPy 1.99 or less")
+broken.__getattr__ = fail
+sys.modules["numba"] = broken  # installed, found, but failing as soon as it is used
+import numpy as np, fastsoftmax as fsm
+print(fsm.available_backends())
+try:
+    fsm.softmax(np.ones(2), backend="numba")
+except RuntimeError as err:
+    print("RuntimeError", "failed to import" in str(err))
+"""
+
+
+def test_a_numba_that_fails_to_import_is_not_available():
+    proc = run_python(BROKEN_NUMBA)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    backends, error = proc.stdout.splitlines()
+    assert "numba" not in backends
+    assert error == "RuntimeError True"

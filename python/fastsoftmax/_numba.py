@@ -13,7 +13,8 @@ those of kernels.cpp, whose Notes give the reasons. The differences come from LL
 these loops instead of hand-written intrinsics:
 
 - The row max works on integer keys (`_row_max`): LLVM vectorises no float max reduction.
-- Partial sums stay in the row's dtype for 256 elements (8 rows of a tile) before they go into a
+- Partial sums stay in the row's dtype for 256 elements (8 rows of a tile), but for the sums of
+  stored exps, which are float64 throughout, before they go into a
   compensated float64 total (see the Note on compensated folding); kernels.cpp widens them every
   two vectors. LLVM gives a loop one vector width, so a float64 accumulator in the exp loop
   halved its float32 speed. Longer partials are too coarse: LLVM keeps 32 of them, and with 128
@@ -59,6 +60,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
+from . import _threads
+
 __all__ = ["log_softmax", "log_softmax_backward", "softmax", "softmax_backward", "softmax_jvp"]
 
 _SOFTMAX, _LOG_SOFTMAX, _SOFTMAX_BACKWARD, _LOG_SOFTMAX_BACKWARD, _SOFTMAX_JVP = range(5)
@@ -80,7 +83,23 @@ _LINE_BYTES = 64
 # visible part of a small call).
 _NUMBA_THREADS = numba.config.NUMBA_NUM_THREADS
 
-_JIT = {"cache": True, "nogil": True}
+
+def _can_cache() -> bool:
+    """Whether Numba finds a writable cache directory for this file (the package's
+    __pycache__, NUMBA_CACHE_DIR or the user's cache); without one, ``cache=True`` raises at
+    the decorator, and a read-only install must still compute, compiling in each process."""
+    try:
+        njit(cache=True)(_can_cache_probe)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return False
+    return True
+
+
+def _can_cache_probe():
+    return 0
+
+
+_JIT = {"cache": _can_cache(), "nogil": True}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,8 +331,13 @@ def _stream_fence(typingctx):
 # The float64 total takes one addition per fold, 10**6 / 256 of them for a row of 10**6; for
 # float64 input it is no wider than the partials, and a plain running total lost ~18 units of
 # rounding (test_threads.py, a float64 row of 300001). Neumaier's compensated addition keeps it to
-# about one rounding for a few operations per fold. A tile folds every 8 rows: each column's
-# partial is a sequential sum, and 256 rows of it exceeded the float32 softmax bound.
+# about one rounding for a few operations per fold. A float32 partial of 256 terms, as LLVM
+# splits it into lanes, was off by up to 6 roundings, and a softmax's 1 / sum with it: past the
+# bound at one element of (41945, 200) on an Intel Xeon. So `_sum`, which sums the stored exps
+# of softmax and softmax_jvp, adds in float64 (0.30 -> 0.43 us a row of 4096 on that machine),
+# as kernels.cpp does after four terms; the sums with exp in the loop keep float32 partials.
+# A tile folds every 8 rows: each column's partial is a sequential sum, and 256 rows of it
+# exceeded the float32 softmax bound.
 
 
 @njit(nogil=True)
@@ -332,8 +356,9 @@ def _compensated_result(total, carry):
     return total + carry if _is_finite(total) else total  # inf - inf in the carry is no NaN
 
 
-def _make_fold_sum(term):
-    """The sum over a row of ``term(a, b, m, i)``, which only reads (Note: deterministic sums)."""
+def _make_fold_sum(term, wide=False):
+    """The sum over a row of ``term(a, b, m, i)``, which only reads (Note: deterministic sums);
+    with ``wide``, each term is added in float64 (Note: compensated folding)."""
 
     def partial_sum(a, b, m):
         part = a.dtype.type(0)
@@ -341,7 +366,15 @@ def _make_fold_sum(term):
             part += term(a, b, m, i)
         return part
 
-    partial_sum = njit(nogil=True, fastmath={"reassoc"})(partial_sum)  # see the Note on fastmath
+    def wide_partial_sum(a, b, m):
+        part = 0.0
+        for i in range(a.shape[0]):
+            part += np.float64(term(a, b, m, i))
+        return part
+
+    partial_sum = njit(nogil=True, fastmath={"reassoc"})(  # see the Note on fastmath
+        wide_partial_sum if wide else partial_sum
+    )
 
     def fold_sum(a, b, m):
         total = carry = 0.0
@@ -420,7 +453,7 @@ def _add_value(part, a, unused, unused_m, unused_out):
 
 _exp_sum = _make_fold_sum(_exp_term)
 _dot = _make_fold_sum(_product_term)
-_sum = _make_fold_sum(_value_term)
+_sum = _make_fold_sum(_value_term, wide=True)
 _column_exp_store_sum = _make_column_sum(_add_exp_store)
 _column_exp_sum = _make_column_sum(_add_exp)
 _column_dot = _make_column_sum(_add_product)
@@ -466,7 +499,7 @@ def _limit_row(x, out, log):
         out[:] = np.nan
         return False
     count = x.dtype.type(infinite)
-    hit = -np.log(count) if log else x.dtype.type(1) / count
+    hit = x.dtype.type(0) - np.log(count) if log else x.dtype.type(1) / count  # +0 for one inf
     miss = x.dtype.type(-np.inf if log else 0)
     for i in range(x.shape[0]):
         out[i] = hit if x[i] == np.inf else miss
@@ -919,6 +952,24 @@ def _streams(op: int, x: np.ndarray) -> bool:
     )
 
 
+class _NumbaThreads:
+    """``with _NumbaThreads(n):`` Numba's thread count in this thread is ``n`` inside, the
+    caller's own setting again after (user code's ``prange`` must keep the count it set)."""
+
+    __slots__ = ("count", "previous")
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __enter__(self) -> None:
+        _threads.note_numba_parallel()  # the pool may not survive a fork: see _threads.py
+        self.previous = numba.get_num_threads()
+        numba.set_num_threads(self.count)
+
+    def __exit__(self, *exc: object) -> None:
+        numba.set_num_threads(self.previous)
+
+
 def _threads_for(threads: int, elements: int) -> int:
     """Threads for a call of ``elements``: one per grain at most (kernels.cpp threads_for)."""
     return min(threads, max(1, elements // _GRAIN_ELEMENTS), _NUMBA_THREADS)
@@ -931,16 +982,16 @@ def _walk_rows(op, x, g, out, s, want_s, private, threads) -> None:
     stream = not private and _streams(op, x)  # a private row goes through a buffer in L1
     used = _threads_for(threads, x.size)
     if rows < used and n >= _SPLIT_ELEMENTS:
-        numba.set_num_threads(used)
-        _parallel_row_slices(op, x, g, out, s, want_s, private, used)
+        with _NumbaThreads(used):
+            _parallel_row_slices(op, x, g, out, s, want_s, private, used)
         return
     used = min(used, rows)
     if used > 1:
-        numba.set_num_threads(used)
-        if stream:
-            _parallel_streamed_rows(x, g, out, used)
-        else:
-            _parallel_rows(op, x, g, out, s, want_s, private, used)
+        with _NumbaThreads(used):
+            if stream:
+                _parallel_streamed_rows(x, g, out, used)
+            else:
+                _parallel_rows(op, x, g, out, s, want_s, private, used)
     elif stream:
         _streamed_rows(x, g, out, 0, rows)
     else:
@@ -958,13 +1009,13 @@ def _walk_columns(op, x, g, out, s, want_s, threads) -> None:
     if tiles < used:
         used = min(used, n, max(1, x.size // (4 * _GRAIN_ELEMENTS)))
         if used > 1:
-            numba.set_num_threads(used)
-            _parallel_tile_slices(op, x, g, out, s, want_s, width, used)
+            with _NumbaThreads(used):
+                _parallel_tile_slices(op, x, g, out, s, want_s, width, used)
             return
     used = min(used, tiles)
     if used > 1:
-        numba.set_num_threads(used)
-        _parallel_columns(op, x, g, out, s, want_s, width, used)
+        with _NumbaThreads(used):
+            _parallel_columns(op, x, g, out, s, want_s, width, used)
     else:
         _columns(op, x, g, out, s, want_s, width, 0, tiles)
 

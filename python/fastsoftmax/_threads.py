@@ -29,13 +29,43 @@ def _default_threads() -> int:
 
 _num_threads = _default_threads()
 
+# [Note: threads after fork]
+# An OpenMP pool does not survive fork() (cpp/src/dispatch.cpp's Note on fork), and the Numba
+# backend's parallel walks may start the same GNU OpenMP pool as the extension. So a child forked
+# after either ran threads, in it or in an ancestor, computes on one thread in both backends: a
+# child that started a parallel region would wait forever. A child of a process that never ran
+# threads (a forkserver that only imported fastsoftmax) keeps its count.
+_numba_parallel_ran = False
+_threads_lost = False
+
+
+def note_numba_parallel() -> None:
+    """Called by the Numba backend before a parallel walk."""
+    global _numba_parallel_ran
+    _numba_parallel_ran = True
+
+
+def _after_fork_in_child() -> None:
+    global _threads_lost
+    from . import _backends  # imported by now: this runs only after import
+
+    core = _backends.core()
+    cpp_ran = core is not None and core.threads_lost_to_fork()
+    _threads_lost = _threads_lost or _numba_parallel_ran or cpp_ran
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def get_num_threads() -> int:
     """The number of threads the C++ and Numba backends use for one call.
 
     Small calls run on one thread whatever this says: waking threads costs more than they save.
+    In a process forked after threads ran (in it or in an ancestor) it is 1, whatever
+    `set_num_threads` asks: their thread pool did not survive the fork.
     """
-    return _num_threads
+    return 1 if _threads_lost else _num_threads
 
 
 def set_num_threads(n: int) -> None:
