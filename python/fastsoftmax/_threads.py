@@ -34,6 +34,12 @@ def get_num_threads() -> int:
     """The number of threads the C++ and Numba backends use for one call.
 
     Small calls run on one thread whatever this says: waking threads costs more than they save.
+
+    Examples
+    --------
+    >>> import fastsoftmax as fsm
+    >>> fsm.get_num_threads() >= 1
+    True
     """
     return _num_threads
 
@@ -47,6 +53,15 @@ def set_num_threads(n: int) -> None:
         If ``n`` is not an integer.
     ValueError
         If ``n`` is less than 1 or more than 2**31 - 1.
+
+    Examples
+    --------
+    >>> import fastsoftmax as fsm
+    >>> previous = fsm.get_num_threads()
+    >>> fsm.set_num_threads(1)
+    >>> fsm.get_num_threads()
+    1
+    >>> fsm.set_num_threads(previous)
     """
     global _num_threads
     if isinstance(n, bool):
