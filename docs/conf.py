@@ -6,7 +6,7 @@ import fastsoftmax
 
 project = "fastsoftmax"
 author = "the fastsoftmax developers"
-copyright = "2026, the fastsoftmax developers"  # noqa: A001 (Sphinx's name)
+copyright = "2026, the fastsoftmax developers"
 version = release = fastsoftmax.__version__
 
 extensions = [
