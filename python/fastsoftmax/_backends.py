@@ -9,6 +9,7 @@ module with the same five functions; see ``_reference.py`` for the contract.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import os
 from types import ModuleType
 
@@ -19,7 +20,15 @@ try:
 except ImportError as err:  # a source tree without a build, or a wheel for another platform
     _core = None
     _CORE_ERROR = (
-        f"the compiled extension fastsoftmax._core did not import ({err}); reinstall with "
+        "the compiled extension fastsoftmax._core did not import: this installation has none "
+        "(a pure-Python build, as FASTSOFTMAX_PURE_PYTHON=1 makes), so the 'numba' and 'numpy' "
+        "backends work and 'cpp' does not; for it, reinstall with a C++17 compiler and CMake "
+        "(`pip install fastsoftmax`, or `pip install .` from a source checkout)"
+        if not any(
+            os.path.isfile(os.path.join(os.path.dirname(__file__), "_core" + suffix))
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES
+        )
+        else f"the compiled extension fastsoftmax._core did not import ({err}); reinstall with "
         "`pip install fastsoftmax` (or `pip install .` from a source checkout, which needs a "
         "C++17 compiler and CMake)"
     )

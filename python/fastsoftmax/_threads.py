@@ -64,6 +64,12 @@ def get_num_threads() -> int:
     Small calls run on one thread whatever this says: waking threads costs more than they save.
     In a process forked after threads ran (in it or in an ancestor) it is 1, whatever
     `set_num_threads` asks: their thread pool did not survive the fork.
+
+    Examples
+    --------
+    >>> import fastsoftmax as fsm
+    >>> fsm.get_num_threads() >= 1
+    True
     """
     return 1 if _threads_lost else _num_threads
 
@@ -77,6 +83,15 @@ def set_num_threads(n: int) -> None:
         If ``n`` is not an integer.
     ValueError
         If ``n`` is less than 1 or more than 2**31 - 1.
+
+    Examples
+    --------
+    >>> import fastsoftmax as fsm
+    >>> previous = fsm.get_num_threads()
+    >>> fsm.set_num_threads(1)
+    >>> fsm.get_num_threads()
+    1
+    >>> fsm.set_num_threads(previous)
     """
     global _num_threads
     if isinstance(n, bool):
