@@ -2,8 +2,8 @@
 
 Numba (about half a second to import), Dask and threadpoolctl are imported only when a call
 needs them (or, for Numba, when `available_backends` or `show_config` asks whether it works,
-which only importing it can tell). The import's time is not asserted here (a busy machine would fail it); the README's
-performance page gives the measured figure.
+which only importing it can tell). The import's time is not asserted here: a busy machine
+would fail it.
 """
 
 from __future__ import annotations

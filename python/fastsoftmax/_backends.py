@@ -19,18 +19,19 @@ try:
     from . import _core
 except ImportError as err:  # a source tree without a build, or a wheel for another platform
     _core = None
+    _has_binary = any(
+        os.path.isfile(os.path.join(os.path.dirname(__file__), "_core" + suffix))
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES
+    )
     _CORE_ERROR = (
-        "the compiled extension fastsoftmax._core did not import: this installation has none "
-        "(a pure-Python build, as FASTSOFTMAX_PURE_PYTHON=1 makes), so the 'numba' and 'numpy' "
-        "backends work and 'cpp' does not; for it, reinstall with a C++17 compiler and CMake "
-        "(`pip install fastsoftmax`, or `pip install .` from a source checkout)"
-        if not any(
-            os.path.isfile(os.path.join(os.path.dirname(__file__), "_core" + suffix))
-            for suffix in importlib.machinery.EXTENSION_SUFFIXES
-        )
-        else f"the compiled extension fastsoftmax._core did not import ({err}); reinstall with "
+        f"the compiled extension fastsoftmax._core did not import ({err}); reinstall with "
         "`pip install fastsoftmax` (or `pip install .` from a source checkout, which needs a "
         "C++17 compiler and CMake)"
+        if _has_binary
+        else "the compiled extension fastsoftmax._core did not import: this installation has "
+        "none (a pure-Python build, as FASTSOFTMAX_PURE_PYTHON=1 makes), so the 'numba' and "
+        "'numpy' backends work and 'cpp' does not; for it, reinstall with a C++17 compiler and "
+        "CMake (`pip install fastsoftmax`, or `pip install .` from a source checkout)"
     )
 else:
     _CORE_ERROR = ""
@@ -75,15 +76,14 @@ def _load(name: str) -> ModuleType | None:
     if module is None and name in _PYTHON_MODULES and name not in _import_errors:
         try:
             module = importlib.import_module(_PYTHON_MODULES[name], __package__)
-        except ModuleNotFoundError as err:
-            if err.name not in ("numba", "llvmlite"):
-                raise  # a module of ours is missing: a broken installation, not a missing Numba
+        except Exception as err:  # Numba's own import checks raise ImportError and others
+            missing = isinstance(err, ModuleNotFoundError) and err.name in ("numba", "llvmlite")
             _import_errors[name] = (
                 "Numba is not installed; install it with `pip install numba` (or "
                 "`pip install '.[numba]'` in a source checkout)"
+                if missing
+                else f"Numba is installed but failed to import ({err!r})"
             )
-        except Exception as err:  # Numba's own import checks raise ImportError and others
-            _import_errors[name] = f"Numba is installed but failed to import ({err!r})"
         else:
             _loaded[name] = module
             _register_fast_paths(name, module)
@@ -145,10 +145,10 @@ def resolve(name: str | None) -> ModuleType:
     if module is not None:
         return module
     _check_name(name, "backend")
-    reason = unavailable_reason(name)
-    if reason:
-        raise RuntimeError(f"backend {name!r} is not available: {reason}")
-    return _load(name)  # type: ignore[return-value]
+    module = _load(name)
+    if module is None:
+        raise RuntimeError(f"backend {name!r} is not available: {unavailable_reason(name)}")
+    return module
 
 
 def core() -> ModuleType | None:
