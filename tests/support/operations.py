@@ -1,17 +1,24 @@
 """The operation table: what the generic tests know about each public function.
 
-The generic tests (values, layouts, ``out=`` and aliasing, dtypes, threads, fuzz, SIMD levels,
-streaming, memory, and the generic edge cases and bad input) are parametrised over
-``FUNCTIONS`` and never name an operation: they ask its entry how to make its inputs, how to
-call it, what to expect of it and what ``out=`` may be. A new public function is tested by all
-of them once it has an entry in ``OPERATIONS``, with its reference in ``support.reference`` and
-its tolerance rule in ``support.tolerances``.
+The generic tests are parametrised over ``FUNCTIONS`` (the table's keys) and never name an
+operation: they ask its entry how to make its inputs, how to call it, what to expect and what
+``out=`` may be. An entry, with its reference in ``support.reference`` and its tolerance rule in
+``support.tolerances``, puts a new public function through the values, layouts, ``out=`` and
+aliasing, dtypes, threads, fuzz, SIMD-level, streaming and memory tests and the generic
+edge-case and bad-input tests. What is particular to one function stays in its own tests.
 
-An entry is an `Operation`: the function's name; its `Operand` s in the order it takes them,
-each with its parameter name, its `Role` and its `Kind`; its float64 reference, called with the
-operands in that order and the axis; its tolerance rule; the operands ``out=`` may be (in place);
-the `Kind` of its result; and what the fuzz test needs beyond that (the integers a forward's
-result can hold, the allowance for underflowing intermediates).
+An `Operation` holds:
+
+- the public function's name;
+- its operands in the order the function takes them (a backward takes the saved output, then
+  the gradient), each an `Operand`: its parameter name (the one error messages use), its
+  `Role` and its `Kind`;
+- its float64 reference, called with the operands in that order and the axis;
+- its tolerance rule: (reference value, operands, axis, compute dtype) to an `Expected`;
+- the operands ``out=`` may be (in place);
+- the `Kind` of its result, and whether ``return_softmax=True`` adds the softmax;
+- for test_fuzz: the integers a forward's result can hold (a backward's saved input given as
+  integers), and the allowance for intermediates that underflow.
 
 [Note: the kinds to come]
 Every operand and result is ``Kind.FULL`` today. A ``where=`` mask is an operand of a new role
