@@ -25,16 +25,10 @@ from dataclasses import dataclass
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import ALL_SIMD_LEVELS, CORE, FUNCTIONS, call, make_inputs, run_python, unchanged
+from support.backends import ALL_SIMD_LEVELS, CORE
+from support.operations import FUNCTIONS, OPERATIONS, call, make_inputs, unchanged
+from support.processes import run_python
 
-UNARY = ("softmax", "log_softmax")
-INPUT_NAMES = {
-    "softmax": ("x",),
-    "log_softmax": ("x",),
-    "softmax_backward": ("y", "grad"),
-    "log_softmax_backward": ("y", "grad"),
-    "softmax_jvp": ("x", "v"),
-}
 # The levels compiled into the extension: three on x86-64, "baseline" alone elsewhere.
 SIMD_BUILT = ALL_SIMD_LEVELS if platform.machine().lower() in ("x86_64", "amd64") else ("baseline",)
 DTYPE_MESSAGE = "{name} must hold real numbers (float16/32/64, integer or bool); got dtype {dtype}"
@@ -300,7 +294,7 @@ def test_table_covers_every_listed_misuse():
 
 @contextlib.contextmanager
 def same_bytes(*arrays: np.ndarray) -> Iterator[None]:
-    """conftest's ``unchanged`` for any dtype (strings and objects have no NaN to compare)."""
+    """``unchanged`` for any dtype (strings and objects have no NaN to compare)."""
     before = [a.tobytes() for a in arrays]
     yield
     assert [a.tobytes() for a in arrays] == before
@@ -318,10 +312,10 @@ REFUSED = {
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("bad", list(REFUSED))
 def test_refused_dtype_message_and_nothing_written(name, bad, plain_backend, rng):
-    for position, argument in enumerate(INPUT_NAMES[name]):
+    for position, argument in enumerate(operand.name for operand in OPERATIONS[name].operands):
         inputs = list(make_inputs(name, (4,), np.dtype(np.float64), rng))
         inputs[position] = REFUSED[bad].copy()
-        out = np.full(4, 7.0)
+        out = np.full(OPERATIONS[name].result_shape((4,), -1), 7.0)
         with same_bytes(*inputs, out), pytest.raises(TypeError) as info:
             call(name, *inputs, out=out, backend=plain_backend)
         message = str(info.value)
@@ -346,11 +340,11 @@ NOT_ARRAYS = {
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("bad", list(NOT_ARRAYS))
 def test_non_array_input_is_a_type_error(name, bad, plain_backend, rng):
-    for position, argument in enumerate(INPUT_NAMES[name]):
+    for position, argument in enumerate(operand.name for operand in OPERATIONS[name].operands):
         inputs = list(make_inputs(name, (4,), np.dtype(np.float64), rng))
         inputs[position] = NOT_ARRAYS[bad]
         arrays = [a for a in inputs if isinstance(a, np.ndarray)]
-        out = np.full(4, 7.0)
+        out = np.full(OPERATIONS[name].result_shape((4,), -1), 7.0)
         with unchanged(*arrays, out), pytest.raises(TypeError) as info:
             call(name, *inputs, out=out, backend=plain_backend)
         assert str(info.value).startswith(f"{argument} must hold real numbers"), str(info.value)
@@ -360,7 +354,7 @@ def test_non_array_input_is_a_type_error(name, bad, plain_backend, rng):
 def test_lists_are_array_like(name, plain_backend):
     """The other side of the line: nested lists of numbers are input like arrays."""
     values = [[0.0, 1.0, 2.0], [3.0, -1.0, 0.5]]
-    inputs = [values] * len(INPUT_NAMES[name])
+    inputs = [values] * len(OPERATIONS[name].operands)
     result = call(name, *inputs, backend=plain_backend)
     expected = call(name, *(np.array(v) for v in inputs), backend=plain_backend)
     np.testing.assert_array_equal(result, expected)
@@ -369,7 +363,7 @@ def test_lists_are_array_like(name, plain_backend):
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_ragged_list(name, plain_backend, rng):
     inputs = list(make_inputs(name, (2, 2), np.dtype(np.float64), rng))
-    out = np.full((2, 2), 7.0)
+    out = np.full(OPERATIONS[name].result_shape((2, 2), -1), 7.0)
     with unchanged(*inputs, out), pytest.raises(ValueError, match="inhomogeneous"):
         call(name, [[1.0, 2.0], [3.0]], *inputs[1:], out=out, backend=plain_backend)
 

@@ -10,8 +10,9 @@ import re
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import CORE, expected_backends, run_python
 from fastsoftmax import _backends
+from support.backends import CORE
+from support.processes import expected_backends, run_python
 
 
 def test_expected_backends_are_available():

@@ -8,10 +8,10 @@ from __future__ import annotations
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import FUNCTIONS, assert_matches, call, expect, make_inputs, unchanged
+from support.operations import FUNCTIONS, OPERATIONS, call, expect, make_inputs, names, unchanged
+from support.tolerances import assert_matches
 
-UNARY = ("softmax", "log_softmax")
-BINARY = ("softmax_backward", "log_softmax_backward", "softmax_jvp")
+TWO_INPUTS = names(lambda op: len(op.operands) == 2)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -56,7 +56,7 @@ def test_integers_and_bools_compute_in_float64(name, int_dtype, backend, rng):
         rng.integers(0, 2, (5, 13)).astype(int_dtype)
         if np.dtype(int_dtype) == np.bool_
         else rng.integers(0, 6, (5, 13)).astype(int_dtype)
-        for _ in range(1 if name in UNARY else 2)
+        for _ in OPERATIONS[name].operands
     )
     with unchanged(*inputs):
         result = call(name, *inputs, backend=backend)
@@ -93,9 +93,9 @@ if np.dtype(np.longdouble).itemsize > 8:  # where longdouble is a different type
 @pytest.mark.parametrize("bad", list(BAD_INPUTS), ids=list(BAD_INPUTS))
 def test_unsupported_dtypes_raise_type_error(name, bad, plain_backend):
     good = np.ones(3)
-    positions = [0] if name in UNARY else [0, 1]
-    for position in positions:
-        inputs = [good.copy() for _ in range(1 if name in UNARY else 2)]
+    operands = OPERATIONS[name].operands
+    for position in range(len(operands)):
+        inputs = [good.copy() for _ in operands]
         inputs[position] = BAD_INPUTS[bad]
         with pytest.raises(TypeError):
             call(name, *inputs, backend=plain_backend)
@@ -125,34 +125,37 @@ PAIRS = [
 ]
 
 
-@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("name", TWO_INPUTS)
 @pytest.mark.parametrize(
     ("first", "second"),
     PAIRS,
     ids=[f"{np.dtype(a).name}-{np.dtype(b).name}" for a, b in PAIRS],
 )
 def test_two_inputs_take_the_result_type(name, first, second, backend, rng):
+    op = OPERATIONS[name]
     a = rng.integers(0, 2, (3, 11)).astype(first)
     b = rng.integers(0, 2, (3, 11)).astype(second)
-    if name != "softmax_jvp" and a.dtype.kind == "f":  # a saved forward output
-        a = call("softmax" if name == "softmax_backward" else "log_softmax", a).astype(first)
+    saved_from = op.operands[0].saved_from
+    if saved_from is not None and a.dtype.kind == "f":  # a saved forward output
+        a = call(saved_from, a).astype(first)
     want = _rule(np.result_type(a, b))
     result = call(name, a, b, backend=backend)
     assert result.dtype == want
     compute = np.float32 if want == np.float16 else want
     direct = call(name, a.astype(compute), b.astype(compute), backend=backend)
     np.testing.assert_array_equal(result, direct.astype(want))
-    if name == "softmax_jvp":
-        s, jvp = fsm.softmax_jvp(a, b, return_softmax=True, backend=backend)
-        assert s.dtype == jvp.dtype == want
+    if op.returns_softmax:
+        s, product = call(name, a, b, return_softmax=True, backend=backend)
+        assert s.dtype == product.dtype == want
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_out_dtype_must_be_the_result_dtype(name, plain_backend, rng):
     inputs = make_inputs(name, (3, 5), np.float16, rng)
-    ok = np.empty((3, 5), np.float16)
+    shape = OPERATIONS[name].result_shape((3, 5), -1)
+    ok = np.empty(shape, np.float16)
     assert call(name, *inputs, out=ok, backend=plain_backend) is ok
     for wrong in (np.float32, np.float64):
-        out = np.zeros((3, 5), wrong)
+        out = np.zeros(shape, wrong)
         with unchanged(out, *inputs), pytest.raises(TypeError):
             call(name, *inputs, out=out, backend=plain_backend)

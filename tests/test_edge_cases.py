@@ -12,16 +12,9 @@ from __future__ import annotations
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import (
-    FUNCTIONS,
-    assert_matches,
-    call,
-    check,
-    expect,
-    expect_softmax,
-    expect_softmax_jvp,
-)
 from numpy.exceptions import AxisError
+from support.operations import FUNCTIONS, OPERATIONS, call, check, expect, names
+from support.tolerances import assert_matches
 
 INF, NAN = np.inf, np.nan
 
@@ -71,27 +64,39 @@ def _layouts(row: np.ndarray, rng: np.random.Generator):
 
 
 def _check_row(values, length, backend, dtype, rng):
+    """Every function on the row among ordinary ones, against the reference: yields ``(x, axis,
+    results by name)``. A backward gets its forward's result, as in training; a second input
+    (gradient or tangent) is N(0, 1)."""
     row = np.array(values, dtype=dtype) if length is None else np.resize(values, length)
     row = row.astype(dtype)
     for x, axis in _layouts(row, rng):
         what = f"axis={axis} length={row.size}"
-        soft = check("softmax", (x,), axis, backend, dtype, what, WIDEN)
-        log = check("log_softmax", (x,), axis, backend, dtype, what, WIDEN)
         v = rng.standard_normal(x.shape).astype(dtype)
-        s, jvp = fsm.softmax_jvp(x, v, axis=axis, return_softmax=True, backend=backend)
-        assert_matches(s, expect_softmax(x, axis, dtype).widened(WIDEN), f"jvp's s {what}")
-        assert_matches(jvp, expect_softmax_jvp(x, v, axis, dtype).widened(WIDEN), f"jvp {what}")
-        # the backward functions from these saved outputs
-        check("softmax_backward", (soft, v), axis, backend, dtype, what, WIDEN)
-        check("log_softmax_backward", (log, v), axis, backend, dtype, what, WIDEN)
-        yield x, axis, soft, log, jvp
+        results = {}
+        for name, op in OPERATIONS.items():  # forwards first: their results are saved inputs
+            saved_from = op.operands[0].saved_from
+            inputs = (
+                x if saved_from is None else results[saved_from],
+                *(v for _ in op.operands[1:]),
+            )
+            if op.returns_softmax:
+                s, result = call(name, *inputs, axis=axis, return_softmax=True, backend=backend)
+                wanted_s = expect("softmax", inputs[:1], axis, dtype).widened(WIDEN)
+                assert_matches(s, wanted_s, f"{name}'s softmax {what}")
+                wanted = expect(name, inputs, axis, dtype).widened(WIDEN)
+                assert_matches(result, wanted, f"{name} {what}")
+            else:
+                result = check(name, inputs, axis, backend, dtype, what, WIDEN)
+            results[name] = result
+        yield x, axis, results
 
 
 @pytest.mark.parametrize("length", LENGTHS, ids=lambda n: f"len{n or 'row'}")
 @pytest.mark.parametrize("case", list(_extremes(np.float32)))
 def test_finite_extremes_stay_finite(case, length, backend, dtype, rng):
     values = _extremes(dtype)[case]
-    for _x, _axis, soft, log, jvp in _check_row(values, length, backend, dtype, rng):
+    for _x, _axis, results in _check_row(values, length, backend, dtype, rng):
+        soft, log, jvp = (results[name] for name in ("softmax", "log_softmax", "softmax_jvp"))
         assert np.isfinite(soft).all()
         assert np.isfinite(jvp).all()
         assert not np.isnan(log).any()  # -inf is the right answer for max - (-max) in float
@@ -101,7 +106,8 @@ def test_finite_extremes_stay_finite(case, length, backend, dtype, rng):
 @pytest.mark.parametrize("case", list(SPECIAL_ROWS))
 def test_special_values(case, length, backend, dtype, rng):
     values = SPECIAL_ROWS[case]
-    for x, axis, soft, log, jvp in _check_row(values, length, backend, dtype, rng):
+    for x, axis, results in _check_row(values, length, backend, dtype, rng):
+        soft, log, jvp = (results[name] for name in ("softmax", "log_softmax", "softmax_jvp"))
         # The special row is row 1 of x (axis=-1) or column 1 (axis=0); 0 and 2 are ordinary.
         rows_axis = 0 if axis == -1 else 1
         special = np.take(soft, 1, axis=rows_axis)
@@ -154,25 +160,22 @@ def test_neg_inf_entries_are_zero(backend, dtype):
     assert s[0, 3] == 0
     log = fsm.log_softmax(x, backend=backend)
     assert np.isneginf(log[0, [1, 3]]).all()
-    assert_matches(s[:, [0, 2, 4]], expect_softmax(x[:, [0, 2, 4]], -1, dtype))
+    assert_matches(s[:, [0, 2, 4]], expect("softmax", (x[:, [0, 2, 4]],), -1, dtype))
     jvp = fsm.softmax_jvp(x, np.ones_like(x), backend=backend)
     np.testing.assert_array_equal(jvp[0, [1, 3]], 0)
 
 
 def test_nan_in_gradient_rows(backend, dtype, rng):
-    """A NaN in grad (or in a saved y) makes that row NaN, the others are unaffected."""
+    """A NaN in the gradient or tangent makes that row NaN, the others are unaffected."""
     x = rng.standard_normal((3, 20)).astype(dtype)
-    y = fsm.softmax(x, backend=backend)
-    ly = fsm.log_softmax(x, backend=backend)
     g = rng.standard_normal((3, 20)).astype(dtype)
     g[1, 7] = NAN
-    for name, saved in (("softmax_backward", y), ("log_softmax_backward", ly)):
-        result = check(name, (saved, g), -1, backend, dtype)
-        assert np.isnan(result[1]).all()
-        assert np.isfinite(result[[0, 2]]).all()
-    jvp = check("softmax_jvp", (x, g), -1, backend, dtype)
-    assert np.isnan(jvp[1]).all()
-    assert np.isfinite(jvp[[0, 2]]).all()
+    for name in names(lambda op: len(op.operands) == 2):
+        saved_from = OPERATIONS[name].operands[0].saved_from
+        first = x if saved_from is None else call(saved_from, x, backend=backend)
+        result = check(name, (first, g), -1, backend, dtype, name)
+        assert np.isnan(result[1]).all(), name
+        assert np.isfinite(result[[0, 2]]).all(), name
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,15 +185,15 @@ def test_nan_in_gradient_rows(backend, dtype, rng):
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("shape", [(0,), (0, 4), (4, 0), (2, 0, 3)], ids=str)
 def test_zero_size(name, shape, backend, dtype):
+    op = OPERATIONS[name]
     for axis in range(-len(shape), len(shape)):
-        empty = np.empty(shape, dtype)
-        inputs = (empty,) if name in ("softmax", "log_softmax") else (empty, empty.copy())
+        inputs = tuple(np.empty(shape, dtype) for _ in op.operands)
         result = call(name, *inputs, axis=axis, backend=backend)
-        assert result.shape == shape
+        assert result.shape == op.result_shape(shape, axis)
         assert result.dtype == dtype
-    if name == "softmax_jvp":
-        s, jvp = fsm.softmax_jvp(empty, empty, return_softmax=True, backend=backend)
-        assert s.shape == jvp.shape == shape
+    if op.returns_softmax:
+        s, product = call(name, *inputs, return_softmax=True, backend=backend)
+        assert s.shape == product.shape == shape
 
 
 def test_zero_size_integers_give_float64(backend):
@@ -226,7 +229,7 @@ def test_length_one_axis_special_values(backend, dtype):
     ids=["np64", "0d", "py", "np32"],
 )
 def test_zero_dimensional_input_has_no_axis(name, scalar, plain_backend):
-    inputs = (scalar,) if name in ("softmax", "log_softmax") else (scalar, scalar)
+    inputs = (scalar,) * len(OPERATIONS[name].operands)
     for kwargs in ({}, {"axis": 0}, {"axis": -1}):
         with pytest.raises(AxisError):
             call(name, *inputs, backend=plain_backend, **kwargs)

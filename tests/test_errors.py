@@ -7,18 +7,19 @@ import re
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import FUNCTIONS, call, make_inputs, run_python, unchanged
 from numpy.exceptions import AxisError
+from support.operations import FUNCTIONS, OPERATIONS, call, make_inputs, names, unchanged
+from support.processes import run_python
 
-UNARY = ("softmax", "log_softmax")
-BINARY = ("softmax_backward", "log_softmax_backward", "softmax_jvp")
+TWO_INPUTS = names(lambda op: len(op.operands) == 2)
 
 
 @pytest.fixture
 def arrays(request, rng):
     """Inputs of shape (3, 4) for the function under test and a sentinel-filled out."""
     name = request.node.callspec.params["name"]
-    return make_inputs(name, (3, 4), np.dtype(np.float64), rng), np.full((3, 4), 7.0)
+    out = np.full(OPERATIONS[name].result_shape((3, 4), -1), 7.0)
+    return make_inputs(name, (3, 4), np.dtype(np.float64), rng), out
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -40,7 +41,7 @@ def test_axis_not_an_integer(name, axis, arrays, plain_backend):
         call(name, *inputs, axis=axis, out=out, backend=plain_backend)
 
 
-@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("name", TWO_INPUTS)
 @pytest.mark.parametrize(
     ("first", "second"),
     [((3, 4), (4, 3)), ((3, 4), (3, 1)), ((3, 4), (4,)), ((5,), (6,)), ((2, 3), ())],
@@ -67,8 +68,8 @@ def test_out_wrong_shape(name, shape, arrays, plain_backend):
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int64, np.complex128])
 def test_out_wrong_dtype(name, dtype, arrays, plain_backend):
-    inputs, _ = arrays
-    out = np.zeros((3, 4), dtype)
+    inputs, right = arrays
+    out = np.zeros(right.shape, dtype)
     with unchanged(*inputs, out), pytest.raises(TypeError, match="dtype"):
         call(name, *inputs, out=out, backend=plain_backend)
 
@@ -79,7 +80,7 @@ def test_out_read_only(name, arrays, plain_backend):
     out.flags.writeable = False
     with unchanged(*inputs, out), pytest.raises(ValueError, match="read-only"):
         call(name, *inputs, out=out, backend=plain_backend)
-    broadcast = np.broadcast_to(np.zeros(4), (3, 4))
+    broadcast = np.broadcast_to(np.zeros(out.shape[-1:]), out.shape)
     with unchanged(*inputs), pytest.raises(ValueError, match="read-only"):
         call(name, *inputs, out=broadcast, backend=plain_backend)
 

@@ -4,14 +4,15 @@ As highway's math tests do: sample the whole range of the type (every 1021st flo
 pattern, 2^32 / 1021 = 4.2 million, both signs, subnormals and specials included; 10^6 float64
 values over the whole range where exp is finite and nonzero, plus its edges) at every SIMD
 level, and bound the error in units in the last place of the result. The documented bounds are
-in cpp/src/vec_exp.hpp; the tests' are in conftest.py.
+in cpp/src/vec_exp.hpp; the tests' are in tests/support/tolerances.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CORE, EXP_MAX_ULP, EXP_SUBNORMAL_QUANTA, SIMD_LEVELS, simd_level
+from support.backends import CORE, SIMD_LEVELS, simd_level
+from support.tolerances import EXP_MAX_ULP, EXP_SUBNORMAL_QUANTA
 
 pytestmark = pytest.mark.skipif(CORE is None, reason="the C++ extension is not built")
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import make_inputs
 from fastsoftmax import _api, _backends
+from support.operations import make_inputs
 
 FAST_BACKENDS = [name for name in ("cpp", "numba") if name in fsm.available_backends()]
 BOTH, CPP, NONE = frozenset(FAST_BACKENDS), frozenset({"cpp"}), frozenset()

@@ -12,7 +12,7 @@ output of such logits, as they would in training. Gradients and tangents are fin
 at most ``max / (4 n)`` in magnitude for rows of n: then no exact intermediate of the formulas
 overflows, and an infinite gradient has no meaning the documentation gives.
 
-Every result must match conftest's independent reference within its documented tolerance, with
+Every result must match the independent reference within its documented tolerance, with
 NaN and ±inf exactly where the reference has them; the inputs and the parts of a strided ``out``
 buffer between its elements are left untouched; in-place and overlapping ``out=`` give exactly
 the ``out=None`` result.
@@ -30,32 +30,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from conftest import (
-    FUNCTIONS,
-    LAYOUTS,
-    Expected,
-    assert_matches,
-    backend_variants,
-    call,
-    expect,
-    expect_softmax,
-    in_layout,
-    ref_log_softmax,
-    ref_softmax,
-    simd_level,
-    threads,
-    unchanged,
-    variant_id,
-)
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.backends import backend_variants, simd_level, threads, variant_id
+from support.layouts import LAYOUTS, in_layout
+from support.operations import FUNCTIONS, OPERATIONS, call, expect, unchanged
+from support.tolerances import Expected, assert_matches
 
 EXAMPLES_PER_FUNCTION = 25 * settings().max_examples
 # .ci/sanitize fuzzes the C++ backend alone: FASTSOFTMAX_FUZZ_BACKENDS=cpp (comma-separated).
 _ONLY = os.environ.get("FASTSOFTMAX_FUZZ_BACKENDS", "")
 VARIANTS = [v for v in backend_variants() if not _ONLY or v[0] in _ONLY.split(",")]
 
-UNARY = ("softmax", "log_softmax")
 # Sides around the SIMD widths (float32: 4/8/16 lanes, float64: 2/4/8) and their tails, primes,
 # and the column walk's 256-wide tiles.
 SIDES = (0, 1, 2, 3, 5, 7, 8, 9, 13, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97, 255, 256, 257)
@@ -74,6 +60,7 @@ INPUT_DTYPES = (
     np.bool_,
 )
 OUT_MODES = ("none", "fresh", "alias-first", "alias-second", "overlap")
+ALIASED = {"alias-first": 0, "alias-second": 1}  # the input out= is in these modes
 
 
 @dataclass
@@ -169,38 +156,37 @@ def tangent(case: Case, rng: np.random.Generator) -> np.ndarray:
     return g
 
 
-def integers(case: Case, rng: np.random.Generator, role: str) -> np.ndarray:
-    """Integer or bool inputs: the whole range for logits and gradients; saved outputs that a
-    forward could give (one-hot probabilities, non-positive log-probabilities)."""
+def integers(
+    case: Case, rng: np.random.Generator, saved: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Integer or bool inputs: the whole range for logits and gradients; for a saved output,
+    the integers its forward can give (``saved``, inclusive: one-hot probabilities, non-positive
+    log-probabilities)."""
     shape, dtype = case.shape, case.dtype
     if dtype == np.bool_:
         return rng.random(shape) < 0.5
-    if role == "saved-softmax":
-        return rng.integers(0, 2, shape).astype(dtype)
-    if role == "saved-log-softmax":
-        low = max(-50, int(np.iinfo(dtype).min))
-        return rng.integers(low, 1, shape).astype(dtype)
     info = np.iinfo(dtype)
+    if saved is not None:
+        low, high = saved
+        return rng.integers(max(low, int(info.min)), high, shape, endpoint=True).astype(dtype)
     return rng.integers(int(info.min), int(info.max), shape, endpoint=True, dtype=dtype)
 
 
 def make_values(name: str, case: Case) -> tuple[np.ndarray, ...]:
-    """The inputs of ``name`` for this case, C-ordered (the layouts come later)."""
+    """The inputs of ``name`` for this case, C-ordered (the layouts come later): logits and
+    gradients or tangents as drawn, saved outputs from the forward's reference on such logits."""
     rng = np.random.default_rng(case.seed)
+    op = OPERATIONS[name]
+    forward = op.operands[0].saved_from
     if case.dtype.kind in "biu":
-        if name in UNARY:
-            return (integers(case, rng, "logits"),)
-        first = {"softmax_backward": "saved-softmax", "log_softmax_backward": "saved-log-softmax"}
-        return integers(case, rng, first.get(name, "logits")), integers(case, rng, "grad")
+        saved = None if forward is None else OPERATIONS[forward].integer_results
+        return (integers(case, rng, saved), *(integers(case, rng) for _ in op.operands[1:]))
     x = logits(case, rng)
-    if name in UNARY:
-        return (x,)
-    if name == "softmax_jvp":
-        return x, tangent(case, rng)
-    forward = ref_softmax if name == "softmax_backward" else ref_log_softmax
-    with np.errstate(over="ignore"):
-        saved = forward(x, case.axis).astype(case.dtype) if x.size else x
-    return saved, tangent(case, rng)
+    second = tuple(tangent(case, rng) for _ in op.operands[1:])
+    if forward is not None and x.size:
+        with np.errstate(over="ignore"):
+            x = OPERATIONS[forward].reference(x, case.axis).astype(case.dtype)
+    return (x, *second)
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,44 +219,20 @@ def rounded_to(wanted: Expected, dtype: np.dtype) -> Expected:
     return Expected(value, wanted.tol + half_ulp)
 
 
-def underflow_allowance(
-    name: str, inputs: tuple[np.ndarray, ...], axis: int, dtype: np.dtype
-) -> np.ndarray | float:
-    """Absolute error from intermediates that underflow, which conftest's tolerances leave out.
-
-    A probability computed in the compute dtype is off by up to half a subnormal quantum ``q``
-    once it underflows (exp(-100) in float32 is subnormal, exp(-120) is 0), however exact the
-    reference. The gradients multiply such probabilities by row-wide factors, so with the
-    gradients this module draws (up to ``max / 4n``) that error grows to ``q`` times the factor:
-    ``p_i * sum(g)`` in log_softmax_backward, ``s_i * (v_i - dot)`` and the dot's own ``n``
-    terms in softmax_jvp, the dot's ``n`` products in softmax_backward. It is ``q`` relative to
-    the row's scale, the most a float computation can promise; 2 q per factor allowed here.
-    """
-    if name in UNARY:
-        return 0.0
-    quantum = float(np.finfo(dtype).smallest_subnormal)
-    first, second = (np.abs(np.asarray(a, np.float64)) for a in inputs)
-    with np.errstate(all="ignore"):
-        second = np.where(np.isfinite(second), second, 0.0)
-        row_sum = second.sum(axis=axis, keepdims=True)
-    n = inputs[0].shape[axis]
-    if name == "log_softmax_backward":
-        return 2 * quantum * row_sum
-    if name == "softmax_backward":
-        return 2 * quantum * n * np.where(np.isfinite(first), first, 0.0)
-    return 2 * quantum * (second + 2 * row_sum + n)  # softmax_jvp: |v_i| + |dot| + sum |v|
-
-
 def expected(name: str, inputs: tuple[np.ndarray, ...], axis: int, dtype: np.dtype) -> Expected:
     """The reference for the values the backend computes with (ints rounded to float64 first)."""
     compute = compute_dtype(dtype)
     converted = tuple(np.asarray(a).astype(compute) for a in inputs)
-    # conftest's tolerance formula overflows for huge spreads times huge tangents (softmax_jvp):
-    # the bound is then unbounded there (inf, or NaN from 0 * inf); NaN and inf are still exact.
+    # The tolerance rule overflows for huge spreads times huge tangents (softmax_jvp): the
+    # bound is then unbounded there (inf, or NaN from 0 * inf); NaN and inf are still exact.
     with np.errstate(over="ignore", invalid="ignore"):
         want = expect(name, converted, axis, compute)
     tol = np.where(np.isnan(want.tol), np.inf, want.tol)
-    want = Expected(want.value, tol + underflow_allowance(name, converted, axis, compute))
+    # Intermediates that underflow, which the rules leave out (support.tolerances explains).
+    underflow = OPERATIONS[name].underflow
+    if underflow is not None:
+        tol = tol + underflow(converted, axis, compute)
+    want = Expected(want.value, tol)
     return rounded_to(want, dtype)
 
 
@@ -292,7 +254,7 @@ def shapes(draw) -> tuple[int, ...]:
 
 
 def layouts_for(dtype: np.dtype, size: int) -> list[str]:
-    """conftest's layouts that fit: NaN-padded buffers need floats, misaligned needs elements."""
+    """The layouts that fit: NaN-padded buffers need floats, misaligned needs elements."""
     usable = list(LAYOUTS)
     if dtype.kind != "f":
         usable = [x for x in usable if "strided" not in x]
@@ -305,9 +267,10 @@ def layouts_for(dtype: np.dtype, size: int) -> list[str]:
 def cases(draw, name: str) -> Case:
     shape = draw(shapes())
     dtype = np.dtype(draw(st.sampled_from(INPUT_DTYPES)))
-    operands = 1 if name in UNARY else 2
+    op = OPERATIONS[name]
+    operands = len(op.operands)
     layouts = st.sampled_from(layouts_for(dtype, math.prod(shape)))
-    modes = OUT_MODES if operands == 2 else tuple(m for m in OUT_MODES if m != "alias-second")
+    modes = tuple(m for m in OUT_MODES if m not in ALIASED or ALIASED[m] in op.alias_positions)
     out_layout = st.sampled_from(layouts_for(result_dtype(dtype), math.prod(shape)))
     return Case(
         variant=draw(st.sampled_from(VARIANTS)),
@@ -317,7 +280,7 @@ def cases(draw, name: str) -> Case:
         axis=draw(st.integers(-len(shape), len(shape) - 1)),
         layouts=(*draw(st.lists(layouts, min_size=operands, max_size=operands)), draw(out_layout)),
         out_mode=draw(st.sampled_from(modes)),
-        return_softmax=name == "softmax_jvp" and draw(st.booleans()),
+        return_softmax=op.returns_softmax and draw(st.booleans()),
         seed=draw(st.integers(0, 2**32 - 1)),
         regime=draw(st.sampled_from(["normal", "ties", "spread", "full"])),
         special_rate=draw(st.sampled_from([0.0, 0.0, 0.01, 0.2])),
@@ -345,13 +308,13 @@ class Out:
     aliased: int | None = None  # the index of the input out is, or overlaps
 
 
-def make_out(case: Case, inputs: list[np.ndarray]) -> Out:
+def make_out(name: str, case: Case, inputs: list[np.ndarray]) -> Out:
     """Build ``out`` for the case's mode; may replace ``inputs[0]`` by an overlapping view."""
     dtype = result_dtype(case.dtype)
     mode = case.out_mode
     aliasable = case.dtype == dtype  # out must have the result dtype
     if mode.startswith("alias") and aliasable:
-        which = 0 if mode == "alias-first" else 1
+        which = ALIASED[mode]
         return Out(inputs[which], aliased=which)
     if mode == "overlap" and aliasable and inputs[0].size:
         # out starts 3 elements past the input in one flat buffer: partial overlap.
@@ -362,7 +325,8 @@ def make_out(case: Case, inputs: list[np.ndarray]) -> Out:
         return Out(flat[3:].reshape(case.shape), aliased=0)
     if mode == "none":
         return Out(None)
-    array, buffer = in_layout(np.full(case.shape, 7, dtype), case.layouts[-1])
+    shape = OPERATIONS[name].result_shape(case.shape, case.axis)
+    array, buffer = in_layout(np.full(shape, 7, dtype), case.layouts[-1])
     return Out(array, buffer)
 
 
@@ -389,11 +353,11 @@ def check_result(name: str, case: Case, inputs: tuple[np.ndarray, ...], result: 
         assert s.shape == case.shape
         compute = compute_dtype(case.dtype)
         if s.size:
-            want_s = expect_softmax(inputs[0].astype(compute), case.axis, compute)
-            assert_matches(s, rounded_to(want_s, dtype), "softmax of softmax_jvp")
+            want_s = expect("softmax", (inputs[0].astype(compute),), case.axis, compute)
+            assert_matches(s, rounded_to(want_s, dtype), f"softmax of {name}")
     assert isinstance(result, np.ndarray)
     assert result.dtype == dtype, result.dtype
-    assert result.shape == case.shape
+    assert result.shape == OPERATIONS[name].result_shape(case.shape, case.axis)
     if result.size == 0:  # nothing to compare (the reference has no maximum of nothing)
         return
     assert_matches(result, expected(name, inputs, case.axis, case.dtype), name)
@@ -411,7 +375,7 @@ def test_fuzz(name, data):
     values = make_values(name, case)
     # Copies: in_layout may return a view of its argument (a 1-d "transposed" array).
     inputs = [in_layout(v.copy(), lay)[0] for v, lay in zip(values, case.layouts, strict=False)]
-    out = make_out(case, inputs)
+    out = make_out(name, case, inputs)
     inputs = tuple(inputs)
 
     with simd_level(case.variant[1]), threads(case.num_threads):

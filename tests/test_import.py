@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_python
+from support.processes import run_python
 
 
 def test_import_loads_no_optional_dependency():

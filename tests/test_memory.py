@@ -32,18 +32,11 @@ import time
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import (
-    CORE,
-    FUNCTIONS,
-    assert_matches,
-    call,
-    expect,
-    make_inputs,
-    run_python,
-    threads,
-)
+from support.backends import CORE, threads
+from support.operations import FUNCTIONS, OPERATIONS, call, expect, make_inputs
+from support.processes import run_python
+from support.tolerances import assert_matches
 
-UNARY = ("softmax", "log_softmax")
 needs_cpp = pytest.mark.skipif(CORE is None, reason="the C++ extension is not built here")
 needs_proc = pytest.mark.skipif(
     not os.path.exists("/proc/self/statm"), reason="memory is read from Linux's /proc"
@@ -209,8 +202,8 @@ def filled(shape, seed):
 
 def run(inputs, axis):
     kwargs = dict(axis=axis, backend={backend!r})
-    if {name!r} == "softmax_jvp":
-        return fsm.softmax_jvp(*inputs, return_softmax=True, **kwargs)
+    if {returns_softmax!r}:
+        return getattr(fsm, {name!r})(*inputs, return_softmax=True, **kwargs)
     return (getattr(fsm, {name!r})(*inputs, **kwargs),)
 
 def reset_peak():
@@ -248,7 +241,8 @@ def peak_memory(name: str, order: str, backend: str = "cpp") -> list[dict]:
             name=name,
             order=order,
             backend=backend,
-            arity=1 if name in UNARY else 2,
+            returns_softmax=OPERATIONS[name].returns_softmax,
+            arity=len(OPERATIONS[name].operands),
             shape=PEAK_SHAPE,
             axes=pending,
         )
@@ -385,12 +379,18 @@ def test_row_ends_against_guard_pages(name, placement, backend, dtype, rng):
         for shape, axis in (((3, n), -1), ((1, n), -1), ((n, 3), 0), ((5, n), 0)):
             values = make_inputs(name, shape, dtype, rng, axis)
             operands = [placed(v, placement) for v in values]
-            out = placed(np.zeros(shape, dtype), placement)
+            op = OPERATIONS[name]
+            out = placed(np.zeros(op.result_shape(shape, axis), dtype), placement)
             what = f"{name} {shape} axis={axis}"
-            if name == "softmax_jvp":
+            if op.returns_softmax:
                 s_out = placed(np.zeros(shape, dtype), placement)
-                fsm.softmax_jvp(
-                    *operands, axis=axis, return_softmax=True, out=(s_out, out), backend=backend
+                call(
+                    name,
+                    *operands,
+                    axis=axis,
+                    return_softmax=True,
+                    out=(s_out, out),
+                    backend=backend,
                 )
                 assert_matches(s_out, expect("softmax", values[:1], axis, dtype), what)
             else:

@@ -15,9 +15,11 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
-from conftest import EXP_MAX_ULP, EXP_SUBNORMAL_QUANTA, run_python, threads
 from fastsoftmax import _numba as numba_backend
 from fastsoftmax import _reference
+from support.backends import threads
+from support.processes import run_python
+from support.tolerances import EXP_MAX_ULP, EXP_SUBNORMAL_QUANTA
 
 UNARY = ("softmax", "log_softmax")
 BINARY = ("softmax_backward", "log_softmax_backward")

@@ -9,13 +9,18 @@ from __future__ import annotations
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import FUNCTIONS, assert_matches, call, expect, make_inputs
+from support.operations import FUNCTIONS, OPERATIONS, call, expect, make_inputs, names
+from support.tolerances import assert_matches
 
-BINARY = ("softmax_backward", "log_softmax_backward", "softmax_jvp")
-# (function, which input out aliases): every input of every function.
-ALIASES = [pytest.param(n, 0, id=f"{n}-first") for n in FUNCTIONS] + [
-    pytest.param(n, 1, id=f"{n}-second") for n in BINARY
+# (function, which input out aliases): every input out= may be, of every function.
+ORDINALS = ("first", "second", "third")
+ALIASES = [
+    pytest.param(n, i, id=f"{n}-{ORDINALS[i]}")
+    for i in range(len(ORDINALS))
+    for n in FUNCTIONS
+    if i in OPERATIONS[n].alias_positions
 ]
+IN_PLACE = names(lambda op: bool(op.out_may_alias))
 SHAPES = [(37,), (5, 33), (4, 7, 9)]
 
 
@@ -23,7 +28,7 @@ SHAPES = [(37,), (5, 33), (4, 7, 9)]
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_fresh_out_is_returned_and_filled(name, shape, backend, dtype, rng):
     inputs = make_inputs(name, shape, dtype, rng)
-    out = np.full(shape, np.nan, dtype)
+    out = np.full(OPERATIONS[name].result_shape(shape, -1), np.nan, dtype)
     result = call(name, *inputs, out=out, backend=backend)
     assert result is out
     assert_matches(out, expect(name, inputs, -1, dtype), name)
@@ -41,7 +46,7 @@ def test_in_place_equals_out_of_place(name, which, shape, backend, dtype, num_th
         np.testing.assert_array_equal(result, fresh, err_msg=f"axis={axis}")
 
 
-@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("name", IN_PLACE)
 def test_in_place_on_strided_views(name, backend, dtype, rng):
     """``out`` is the very same non-contiguous view as an input."""
     inputs = make_inputs(name, (9, 41), dtype, rng)
@@ -50,12 +55,13 @@ def test_in_place_on_strided_views(name, backend, dtype, rng):
     views = [b[::-2, 1::3] for b in buffers]
     for view, values in zip(views, inputs, strict=True):
         view[...] = values
-    result = call(name, *views, out=views[0], backend=backend)
-    assert result is views[0]
+    which = OPERATIONS[name].alias_positions[0]
+    result = call(name, *views, out=views[which], backend=backend)
+    assert result is views[which]
     np.testing.assert_array_equal(result, fresh)
-    outside = np.ones(buffers[0].shape, bool)
+    outside = np.ones(buffers[which].shape, bool)
     outside[::-2, 1::3] = False
-    np.testing.assert_array_equal(buffers[0][outside], 0)  # the elements between untouched
+    np.testing.assert_array_equal(buffers[which][outside], 0)  # the elements between untouched
 
 
 def _overlapping(kind: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,14 +162,15 @@ def test_jvp_s_out_partially_overlapping_v(backend, dtype, rng):
     assert_matches(jvp, expect("softmax_jvp", (x, v), -1, dtype), "jvp")
 
 
-@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("name", IN_PLACE)
 def test_float16_in_place(name, backend, rng):
     """float16 in place goes through a float32 scratch; same result as out=None."""
     inputs = make_inputs(name, (7, 40), np.float16, rng)
     fresh = call(name, *inputs, backend=backend)
     aliased = [a.copy() for a in inputs]
-    result = call(name, *aliased, out=aliased[0], backend=backend)
-    assert result is aliased[0]
+    which = OPERATIONS[name].alias_positions[0]
+    result = call(name, *aliased, out=aliased[which], backend=backend)
+    assert result is aliased[which]
     assert result.dtype == np.float16
     np.testing.assert_array_equal(result, fresh)
 
@@ -178,9 +185,9 @@ def test_integer_input_with_float64_out(backend, rng):
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_zero_size_out(name, backend, dtype):
-    empty = np.empty((0, 5), dtype)
-    inputs = (empty,) if name in ("softmax", "log_softmax") else (empty, empty.copy())
-    out = np.empty((0, 5), dtype)
+    op = OPERATIONS[name]
+    inputs = tuple(np.empty((0, 5), dtype) for _ in op.operands)
+    out = np.empty(op.result_shape((0, 5), -1), dtype)
     assert call(name, *inputs, out=out, backend=backend) is out
 
 
@@ -191,7 +198,7 @@ def test_out_with_internal_overlap_is_refused(name, backend):
     used to compute such an x in place into itself, wrongly)."""
     buffer = np.arange(6.0)
     x = np.lib.stride_tricks.as_strided(buffer, (3, 4), (8, 8))
-    inputs = (x,) if name in ("softmax", "log_softmax") else (x, np.ones((3, 4)))
+    inputs = (x, *(np.ones((3, 4)) for _ in OPERATIONS[name].operands[1:]))
     before = buffer.copy()
     with pytest.raises(ValueError, match="share memory"):
         call(name, *inputs, out=x, backend=backend)

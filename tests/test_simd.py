@@ -12,19 +12,10 @@ from pathlib import Path
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import (
-    ALL_SIMD_LEVELS,
-    CORE,
-    FUNCTIONS,
-    SIMD_LEVELS,
-    Expected,
-    assert_matches,
-    call,
-    expect,
-    make_inputs,
-    run_python,
-    simd_level,
-)
+from support.backends import ALL_SIMD_LEVELS, CORE, SIMD_LEVELS, simd_level
+from support.operations import FUNCTIONS, call, expect, make_inputs
+from support.processes import run_python
+from support.tolerances import Expected, assert_matches
 
 pytestmark = pytest.mark.skipif(
     CORE is None, reason="the C++ extension is not built here (test_config checks it should be)"

@@ -14,18 +14,9 @@ import functools
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import (
-    CORE,
-    FUNCTIONS,
-    assert_matches,
-    backend_variants,
-    call,
-    expect,
-    make_inputs,
-    simd_level,
-    unchanged,
-    variant_id,
-)
+from support.backends import CORE, backend_variants, simd_level, variant_id
+from support.operations import FUNCTIONS, call, expect, make_inputs, unchanged
+from support.tolerances import assert_matches
 
 # The C++ backend's threshold (from the machine's cache size); the Numba backend's streams
 # softmax_backward past the same one (see its Note on streaming stores), and the NumPy one is

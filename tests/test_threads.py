@@ -13,18 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import (
-    FUNCTIONS,
-    Expected,
-    assert_matches,
-    call,
-    check,
-    expect,
-    make_inputs,
-    threads,
-    unchanged,
-)
+from support.backends import threads
+from support.operations import FUNCTIONS, call, check, expect, make_inputs, names, unchanged
+from support.tolerances import Expected, assert_matches
 from threadpoolctl import threadpool_limits
+
+# The functions of logits: a row's limit (a maximum that is ±inf or NaN) is decided there.
+OF_LOGITS = names(lambda op: op.takes_logits)
 
 BIG = [
     pytest.param((256, 512), -1, id="256x512"),
@@ -79,7 +74,7 @@ COLUMN_LIMITS = {
 }
 
 
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "softmax_jvp"])
+@pytest.mark.parametrize("name", OF_LOGITS)
 @pytest.mark.parametrize("limit", COLUMN_LIMITS.values(), ids=COLUMN_LIMITS.keys())
 @pytest.mark.parametrize("count", [1, 2])
 def test_columns_with_limits(name, limit, count, backend, dtype, rng):
@@ -102,7 +97,7 @@ ROW_LIMITS = {
 }
 
 
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "softmax_jvp"])
+@pytest.mark.parametrize("name", OF_LOGITS)
 @pytest.mark.parametrize("limit", ROW_LIMITS.values(), ids=ROW_LIMITS.keys())
 def test_rows_shared_with_limits(name, limit, backend, dtype, rng):
     """Threads sharing one long row (kernels.cpp split_rows) where only one thread's slice holds

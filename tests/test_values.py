@@ -12,7 +12,8 @@ import os
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import FUNCTIONS, Expected, assert_matches, check, expect, make_inputs
+from support.operations import FUNCTIONS, check, expect, make_inputs
+from support.tolerances import Expected, assert_matches
 
 ROW_LENGTHS = (1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 1000, 1009, 100_003)
 ARRAYS = (

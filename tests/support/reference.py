@@ -1,0 +1,104 @@
+"""The independent reference: each operation from its formula, in NumPy, in wide precision.
+
+Written from the formulas in the spec (issue 2), with the special-value rules spelled out; it
+shares no code with ``fastsoftmax._reference``, which is one of the backends under test. Each
+function returns float64.
+
+Computed in WIDE precision: x87 extended (64-bit mantissa) where NumPy's longdouble is that,
+else float64 with exact row sums (math.fsum). Every sum goes along a contiguous copy of the
+rows, so the reference never shares the rounding pattern of a backend summing the same way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+WIDE = np.longdouble if np.finfo(np.longdouble).nmant >= 63 else np.float64
+
+
+def _wide(a: object) -> np.ndarray:
+    return np.asarray(a).astype(WIDE)
+
+
+def narrow(a: np.ndarray) -> np.ndarray:
+    """WIDE to float64; beyond float64's range is ±inf, as the backends give."""
+    with np.errstate(over="ignore"):
+        return a.astype(np.float64)
+
+
+def _sum(a: np.ndarray, axis: int) -> np.ndarray:
+    """Row sums along ``axis`` (keepdims), pairwise in WIDE, or exact if WIDE is float64."""
+    rows = np.ascontiguousarray(np.moveaxis(a, axis, -1))
+    if WIDE is np.float64 and rows.size:
+        total = np.apply_along_axis(math.fsum, -1, rows)
+    else:
+        total = rows.sum(axis=-1)
+    return np.expand_dims(total, axis)
+
+
+def _row_masks(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(nan rows, +inf rows, count of +inf)`` along ``axis``, keepdims."""
+    nan_rows = np.isnan(x).any(axis=axis, keepdims=True) | np.isneginf(x).all(
+        axis=axis, keepdims=True
+    )
+    count = np.isposinf(x).sum(axis=axis, keepdims=True)
+    return nan_rows, (count > 0) & ~nan_rows, count
+
+
+def _softmax_wide(x: np.ndarray, axis: int) -> np.ndarray:
+    x = _wide(x)
+    nan_rows, inf_rows, count = _row_masks(x, axis)
+    with np.errstate(all="ignore"):
+        safe = np.where(nan_rows | inf_rows, 0, x)
+        e = np.exp(safe - safe.max(axis=axis, keepdims=True))
+        s = e / _sum(e, axis)
+        limit = np.where(np.isposinf(x), 1 / _wide(np.maximum(count, 1)), 0)
+    return np.where(nan_rows, np.nan, np.where(inf_rows, limit, s))
+
+
+def ref_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """softmax; NaN rows (a NaN, or all -inf); +inf rows share 1 among the +inf entries."""
+    return narrow(_softmax_wide(x, axis))
+
+
+def ref_logsumexp_shift(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """``(x - max, log(sum(exp(x - max))))`` in WIDE, for rows with a finite maximum."""
+    x = _wide(x)
+    with np.errstate(all="ignore"):
+        m = x.max(axis=axis, keepdims=True)
+        shifted = x - np.where(np.isfinite(m), m, 0)
+        lse = np.log(_sum(np.exp(shifted), axis))
+    return shifted, lse
+
+
+def ref_log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = _wide(x)
+    nan_rows, inf_rows, count = _row_masks(x, axis)
+    shifted, lse = ref_logsumexp_shift(np.where(nan_rows | inf_rows, 0, x), axis)
+    with np.errstate(all="ignore"):
+        y = shifted - lse
+        limit = np.where(np.isposinf(x), -np.log(_wide(np.maximum(count, 1))), -np.inf)
+    return narrow(np.where(nan_rows, np.nan, np.where(inf_rows, limit, y)))
+
+
+def ref_softmax_backward(y: np.ndarray, g: np.ndarray, axis: int = -1) -> np.ndarray:
+    y, g = _wide(y), _wide(g)
+    with np.errstate(all="ignore"):
+        return narrow(y * (g - _sum(y * g, axis)))
+
+
+def ref_log_softmax_backward(y: np.ndarray, g: np.ndarray, axis: int = -1) -> np.ndarray:
+    y, g = _wide(y), _wide(g)
+    with np.errstate(all="ignore"):
+        return narrow(g - np.exp(y) * _sum(g, axis))
+
+
+def ref_softmax_jvp(x: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``s * (v - sum(s * v))``, and exactly 0 in a row whose maximum is +inf."""
+    s, v = _softmax_wide(x, axis), _wide(v)
+    _, inf_rows, _ = _row_masks(_wide(x), axis)
+    with np.errstate(all="ignore"):
+        jvp = s * (v - _sum(s * v, axis))
+    return narrow(np.where(inf_rows, 0, jvp))
