@@ -33,6 +33,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.machinery import EXTENSION_SUFFIXES
@@ -41,7 +42,7 @@ from pathlib import Path
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from fastsoftmax import _backends
+from fastsoftmax import _backends, _threads
 from hypothesis import HealthCheck, settings
 
 CORE = _backends.core()
@@ -49,6 +50,12 @@ SIMD_LEVELS: list[str] = list(CORE.supported_simd_levels()) if CORE is not None 
 ALL_SIMD_LEVELS = ("avx512", "avx2", "baseline")
 FUNCTIONS = ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward", "softmax_jvp")
 FLOAT_DTYPES = (np.float32, np.float64)
+# A C++ extension built without OpenMP makes the installation single-threaded (the Note in
+# _threads.py); tests that need a second thread at work, or a count above 1, skip only there.
+needs_threads = pytest.mark.skipif(
+    _threads.SINGLE_THREADED,
+    reason="built without OpenMP (FASTSOFTMAX_OPENMP=OFF): this installation has one thread",
+)
 
 # Constants of the tolerances described in the module docstring.
 SOFTMAX_C = {np.dtype(np.float32): 8.0, np.dtype(np.float64): 16.0}
@@ -134,14 +141,22 @@ def dtype(request: pytest.FixtureRequest) -> np.dtype:
     return np.dtype(request.param)
 
 
+def _set_threads(n: int) -> None:
+    with warnings.catch_warnings():
+        # A single-threaded build warns at n > 1 (test_config checks it) and computes on one
+        # thread, which is what a test asking for more then checks.
+        warnings.filterwarnings("ignore", "this fastsoftmax was built without OpenMP")
+        fsm.set_num_threads(n)
+
+
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[None]:
     previous = fsm.get_num_threads()
-    fsm.set_num_threads(n)
+    _set_threads(n)
     try:
         yield
     finally:
-        fsm.set_num_threads(previous)
+        _set_threads(previous)
 
 
 @pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from conftest import CORE, FUNCTIONS, call, make_inputs, run_python, threads
+from conftest import CORE, FUNCTIONS, call, make_inputs, needs_threads, run_python, threads
 from threadpoolctl import threadpool_limits
 
 CORES = len(os.sched_getaffinity(0))
@@ -259,6 +259,7 @@ def _busy_work(backend: str) -> Callable[[], object]:
 
 
 @needs_proc
+@needs_threads
 @pytest.mark.parametrize("backend", THREADED_BACKENDS)
 @pytest.mark.parametrize("count", sorted({1, BOTH}))
 def test_set_num_threads_is_obeyed(backend, count):
@@ -269,6 +270,7 @@ def test_set_num_threads_is_obeyed(backend, count):
 @needs_cpp
 @needs_proc
 @needs_two_cores
+@needs_threads
 def test_threadpool_limits_is_obeyed():
     work = _busy_work("cpp")
     with threads(2):
@@ -289,6 +291,7 @@ PROBE = (
 
 @needs_cpp
 @needs_proc
+@needs_threads
 @pytest.mark.parametrize("value", sorted({"1", str(BOTH)}))
 def test_omp_num_threads_is_obeyed(value):
     code = PROBE + f"print(fsm.get_num_threads(), working_threads(work, want={value}))\n"
@@ -300,6 +303,7 @@ def test_omp_num_threads_is_obeyed(value):
 @needs_cpp
 @needs_proc
 @needs_two_cores
+@needs_threads
 def test_set_num_threads_applies_to_every_python_thread():
     """Above OMP_NUM_THREADS too: the setting is the library's, not one thread's OpenMP limit."""
     code = PROBE + (
@@ -382,6 +386,7 @@ if __name__ == "__main__":
 
 
 @needs_cpp
+@needs_threads
 @pytest.mark.parametrize("method", ["forkserver", "fork"])
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_fork_before_threads_keeps_them(method, tmp_path):
