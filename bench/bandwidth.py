@@ -20,7 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-ARRAY_BYTES = 256 << 20  # per array: 4× what stays cached on the project machine
+# Per array: 4x what stays cached on the project machine (--full), and 2x (the default run, so
+# its peak memory stays small; the triad is within a few % of the larger one's there).
+ARRAY_BYTES = 256 << 20
+SMALL_ARRAY_BYTES = 128 << 20
 
 
 @functools.cache
@@ -74,16 +77,18 @@ def _median_rate(run, arrays, threads: int, bytes_moved: int, repeats: int) -> d
     }
 
 
-def describe() -> dict[str, object]:
-    return {"method": _kernel()[2], "array_mib": ARRAY_BYTES >> 20}
+def describe(array_bytes: int = ARRAY_BYTES) -> dict[str, object]:
+    return {"method": _kernel()[2], "array_mib": array_bytes >> 20}
 
 
-def measure_bandwidth(thread_counts: list[int], repeats: int) -> dict[int, dict[str, float]]:
+def measure_bandwidth(
+    thread_counts: list[int], repeats: int, array_bytes: int = ARRAY_BYTES
+) -> dict[int, dict[str, float]]:
     """GB/s at each thread count. The arrays live only during the measurement."""
     run, n_arrays, _ = _kernel()
-    arrays = [np.full(ARRAY_BYTES // 4, 1.0, dtype=np.float32) for _ in range(n_arrays)]
+    arrays = [np.full(array_bytes // 4, 1.0, dtype=np.float32) for _ in range(n_arrays)]
     rates = {
-        threads: _median_rate(run, arrays, threads, n_arrays * ARRAY_BYTES, repeats)
+        threads: _median_rate(run, arrays, threads, n_arrays * array_bytes, repeats)
         for threads in sorted(set(thread_counts))
     }
     if importlib.util.find_spec("numba") is not None:
@@ -97,14 +102,20 @@ def measure_bandwidth(thread_counts: list[int], repeats: int) -> dict[int, dict[
 class BandwidthLog:
     """Every bandwidth measurement of one bench run, by when it was taken."""
 
-    def __init__(self, thread_counts: list[int], repeats: int) -> None:
+    def __init__(self, thread_counts: list[int], repeats: int, array_bytes: int) -> None:
         self.thread_counts = sorted(set(thread_counts))
         self.repeats = repeats
+        self.array_bytes = array_bytes
         self.taken: dict[str, dict[int, dict[str, float]]] = {}
 
     def measure(self, when: str) -> dict[int, dict[str, float]]:
-        self.taken[when] = measure_bandwidth(self.thread_counts, self.repeats)
+        self.taken[when] = measure_bandwidth(self.thread_counts, self.repeats, self.array_bytes)
         return self.taken[when]
+
+    def seconds_estimate(self) -> float:
+        """What one measurement takes, guessed at 10 GB/s (the project machine gives 15-40)."""
+        moved = 3 * self.array_bytes * (1 + self.repeats) * len(self.thread_counts)
+        return moved / 10e9 + 0.5  # and the arrays' first touch
 
     def rates_for(self, case_key: str) -> dict[int, dict[str, float]]:
         """The measurement taken just before the case, else the one at the start."""
@@ -122,4 +133,4 @@ class BandwidthLog:
         return ranges
 
     def as_dict(self) -> dict[str, object]:
-        return {**describe(), "measurements": self.taken}
+        return {**describe(self.array_bytes), "measurements": self.taken}

@@ -1,14 +1,20 @@
 """Benchmark fastsoftmax against the NumPy formula, the explicit Jacobian, PyTorch and JAX.
 
-    python bench/bench.py                 # the full suite, ~10-20 minutes on 2 cores
+    python bench/bench.py                 # the headline comparison, ~2 minutes on 2 cores
+    python bench/bench.py --out results/  # the same, and its table, JSON and chart saved there
+    python bench/bench.py --full          # the whole matrix, ~15-25 minutes, 3.5 GB
     python bench/bench.py --quick         # a small subset in seconds (CI runs this)
     python bench/bench.py --json r.json --plot r.png --shapes cache,attention --threads 1
 
-For every selected shape, op, thread count and output mode (fresh / out=) each implementation
-is warmed up, timed until its time budget is spent, and checked against a float64 reference.
-The machine's memory bandwidth is measured in the same run (at the start, before each
-out-of-cache case and at the end), so out-of-cache cases can be reported as a fraction of it.
-A progress bar goes to stderr, the table to stdout.
+The default run times every op at five representative shapes with the backend
+``backend=None`` picks, against the NumPy formula, the explicit Jacobian (where N <= 1024),
+PyTorch and JAX (when installed), at 1 thread and all cores, fresh output and out=. ``--full``
+adds the other backends and the large and unusual shapes. For every selected shape, op, thread
+count and output mode each implementation is warmed up, timed until its time budget is spent,
+and checked against a float64 reference. The machine's memory bandwidth is measured in the
+same run (at the start, before each out-of-cache case and at the end), so out-of-cache cases
+can be reported as a fraction of it. The run says how long it expects to take before it
+starts; a progress bar goes to stderr, the tables to stdout.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 import bandwidth
+import estimate
 import impls
 import machine
 import numpy as np
@@ -38,8 +45,10 @@ except ImportError as err:  # pragma: no cover - the message is the point
     sys.exit(f"bench.py needs fastsoftmax importable ({err}); run `pip install '.[bench]'` first")
 
 IMPL_KEYS = ("cpp", "numba", "numpy", "formula", "jacobian", "torch", "jax")
-# Seconds of timing per measurement and the fewest samples, full run / --quick.
-BUDGETS = {False: (0.5, 5), True: (0.02, 3)}
+# The default run's implementations besides the default backend: the headline comparison.
+HEADLINE_IMPLS = ("formula", "jacobian", "torch", "jax")
+# Seconds of timing per measurement and the fewest samples, by run.
+BUDGETS = {"default": (0.15, 5), "full": (0.5, 5), "quick": (0.02, 3)}
 # Pause before each measurement so the previous runtime's spinning worker threads (OpenMP,
 # Numba, XLA) go to sleep instead of competing with the next one on a 2-core machine.
 _SETTLE_S = 0.005
@@ -92,7 +101,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     shapes = ", ".join(f"{c.key} {c.shape}" for c in suite.SUITE)
-    parser.add_argument("--quick", action="store_true", help="a small subset with short budgets")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument(
+        "--full",
+        action="store_true",
+        help="every shape and backend with longer budgets (~15-25 minutes, ~3.5 GB)",
+    )
+    runs.add_argument("--quick", action="store_true", help="a small subset with short budgets")
     parser.add_argument("--shapes", help=f"comma-separated, from: {shapes}")
     parser.add_argument("--ops", help=f"comma-separated, from: {', '.join(suite.OPS)}")
     parser.add_argument("--threads", help="comma-separated counts or 'all' (default: 1,all)")
@@ -100,10 +115,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--backends",
         help="implementations, comma-separated, from: cpp, numba, numpy (fastsoftmax's "
         "backends), formula (NumPy formula), jacobian (explicit Jacobian), torch, jax "
-        "(default: every one available)",
+        "(default: the default backend and the last four; --full and --quick: every one)",
     )
     parser.add_argument("--modes", help="output modes, comma-separated: fresh, out (default: both)")
     parser.add_argument("--budget", type=float, help="seconds of timing per measurement")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write the tables (bench-DATE.txt), every figure (.json) and the chart (.png) here",
+    )
+    parser.add_argument("--table", metavar="PATH", help="write the tables as printed here")
     parser.add_argument("--json", metavar="PATH", help="write every figure and the machine here")
     parser.add_argument("--plot", metavar="PATH.png", help="draw the summary chart here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
@@ -113,10 +134,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # ----------------------------------------------------------------- what to run
 
 
-def collect_impls(selected: list[str] | None) -> tuple[list[impls.Impl], dict[str, str], object]:
-    """``(implementations to run, {name: why it is left out}, torch module or None)``."""
+def run_kind(args: argparse.Namespace) -> str:
+    return "full" if args.full else "quick" if args.quick else "default"
+
+
+def collect_impls(
+    selected: list[str] | None, headline_only: bool
+) -> tuple[list[impls.Impl], dict[str, str], object]:
+    """``(implementations to run, {name: why it is left out}, torch module or None)``.
+
+    ``headline_only`` (the default run, nothing selected): the default backend and the peers.
+    """
     fsm_impls, skipped = impls.fastsoftmax_impls()
-    available = [*fsm_impls, *impls.numpy_impls()]
+    available = [*fsm_impls, *impls.numpy_impls(full=not headline_only)]
     torch_impl, reason, torch = impls.torch_impl()
     if torch_impl:
         available.append(torch_impl)
@@ -127,6 +157,10 @@ def collect_impls(selected: list[str] | None) -> tuple[list[impls.Impl], dict[st
         available.append(jax_impl)
     else:
         skipped["jax"] = reason
+    if selected is None and headline_only:
+        selected = [headline_impl(fsm_impls)[0]] if fsm_impls else []
+        selected += HEADLINE_IMPLS
+        skipped = {k: v for k, v in skipped.items() if k in selected}
     if selected is None:
         return available, skipped, torch
     chosen = [i for i in available if i.key in selected]
@@ -159,13 +193,14 @@ def build_plan(cases, ops, settings, modes, implementations) -> list[Task]:
 
 
 def skip_notes(cases, implementations) -> list[str]:
-    """One line per implementation left out of some cases, naming them."""
+    """One line per implementation and reason it is left out of some cases, naming them."""
     notes = []
     for impl in implementations:
-        skipped = [(case, impl.skip(case)) for case in cases if impl.skip(case)]
-        if skipped:
-            names = ", ".join(f"{case.label} (N={case.length})" for case, _ in skipped)
-            notes.append(f"{impl.label}: {skipped[0][1]}: {names}")
+        by_reason: dict[str, list[str]] = {}
+        for case in cases:
+            if impl.skip(case):
+                by_reason.setdefault(impl.skip(case), []).append(f"{case.label} (N={case.length})")
+        notes += [f"{impl.label}: {why}: {', '.join(names)}" for why, names in by_reason.items()]
     return notes
 
 
@@ -226,14 +261,41 @@ def _progress(total: int):
     return tqdm(total=total, file=sys.stderr, unit="run", dynamic_ncols=True, leave=False)
 
 
-def _emit(bar, text: str) -> None:
-    """Print to stdout without tearing the progress bar."""
-    bar.write(text, file=sys.stdout)
+class Transcript:
+    """What the run prints on stdout, also written to the --table file as it goes (so an
+    interrupted run keeps what it measured)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.bar = _NoBar()
+        self.path = path
+        self.file = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+
+    def print(self, text: str = "") -> None:
+        self.bar.write(text, file=sys.stdout)  # above the progress bar, without tearing it
+        if self.file:
+            self.file.write(text + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
 
 
-def run_plan(plan, budget, cores, torch, bandwidth_log, bar, seed) -> list[report.Result]:
+def recheck_scaling(results, tasks, inputs, ref, budget, cores, torch) -> None:
+    """Measure once more each result whose thread scaling is implausible, and mark the ones
+    that still are (report.py's Note on implausible thread scaling)."""
+    for index in report.implausible_scaling(results):
+        time.sleep(0.2)  # give the other load a moment to pass
+        set_threads(tasks[index].setting, torch)
+        results[index] = run_task(tasks[index], inputs, ref, budget, cores)
+    for index, why in report.implausible_scaling(results).items():
+        results[index].implausible = why
+
+
+def run_plan(plan, budget, cores, torch, bandwidth_log, out: Transcript, seed):
     """Measure every task, printing each case's table block when the case is done."""
     results: list[report.Result] = []
+    bar = out.bar
     for case, group in groupby(plan, key=lambda t: t.case):
         case_tasks, note = list(group), ""
         if any(suite.is_large(case, task.op) for task in case_tasks):
@@ -244,21 +306,25 @@ def run_plan(plan, budget, cores, torch, bandwidth_log, bar, seed) -> list[repor
             )
         data = suite.CaseData(case, seed)
         case_results = []
-        for op, op_tasks in groupby(case_tasks, key=lambda t: t.op):
+        for op, op_group in groupby(case_tasks, key=lambda t: t.op):
+            op_tasks = list(op_group)
             inputs = data.inputs(op)
             bar.set_description(f"{case.key} {op} (reference)")
             ref = suite.reference(op, inputs, case.axis)
+            op_results = []
             for task in op_tasks:
                 bar.set_description(f"{case.key} {op} {task.setting}T {task.mode} {task.impl.key}")
                 set_threads(task.setting, torch)
-                case_results.append(run_task(task, inputs, ref, budget, cores))
+                op_results.append(run_task(task, inputs, ref, budget, cores))
                 bar.update()
+            recheck_scaling(op_results, op_tasks, inputs, ref, budget, cores, torch)
+            case_results += op_results
             del ref, inputs
             gc.collect()
         del data
         gc.collect()  # the next case may need several GiB: free this one's arrays first
         report.derive(case_results, bandwidth_log)
-        _emit(bar, report.case_block(case, case_results, torch is not None, note))
+        out.print(report.case_block(case, case_results, torch is not None, note))
         results += case_results
     return results
 
@@ -273,8 +339,11 @@ def measure_triad(log: bandwidth.BandwidthLog, when: str, bar) -> None:
 
 
 def headline_impl(implementations) -> tuple[str, str] | None:
-    """The fastsoftmax backend the summary and plot show: the one ``backend=None`` would pick."""
-    for key in ("cpp", "numba", "numpy"):
+    """The fastsoftmax backend the summary and plot show: the one ``backend=None`` picks, else
+    the first of the others run."""
+    from fastsoftmax import _backends
+
+    for key in (_backends.default_backend(), *_backends.BACKENDS):
         for impl in implementations:
             if impl.key == key:
                 return impl.key, impl.label
@@ -295,13 +364,22 @@ class Selection:
     torch: object
 
 
+_CASES_BY_KIND = {
+    "default": suite.DEFAULT_CASES,
+    "full": suite.FULL_CASES,
+    "quick": suite.QUICK_CASES,
+}
+
+
 def select(args: argparse.Namespace) -> Selection:
-    keys = _choices(args.shapes, list(suite.CASES), "shape")
-    keys = keys or (list(suite.QUICK_CASES) if args.quick else list(suite.CASES))
-    budget = BUDGETS[args.quick]
+    kind = run_kind(args)
+    keys = _choices(args.shapes, list(suite.CASES), "shape") or list(_CASES_BY_KIND[kind])
+    budget = BUDGETS[kind]
     if args.budget is not None:
         budget = (args.budget, budget[1])
-    implementations, skipped, torch = collect_impls(_choices(args.backends, IMPL_KEYS, "backend"))
+    implementations, skipped, torch = collect_impls(
+        _choices(args.backends, IMPL_KEYS, "backend"), headline_only=kind == "default"
+    )
     if not implementations:
         sys.exit("no implementation selected is available here")
     return Selection(
@@ -331,7 +409,7 @@ def run_meta(args, sel: Selection, facts, bandwidth_log, notes) -> dict[str, obj
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": sys.argv,
-        "quick": args.quick,
+        "run": run_kind(args),
         "seed": args.seed,
         "machine": facts,
         "fastsoftmax_config": _config.config(),
@@ -345,16 +423,56 @@ def run_meta(args, sel: Selection, facts, bandwidth_log, notes) -> dict[str, obj
     }
 
 
-def finish(args, sel: Selection, meta, results, bandwidth_log, started: float) -> None:
+def output_paths(args: argparse.Namespace, date: str) -> None:
+    """--out DIR: the table, JSON and chart files there, unless a path of their own is given."""
+    if not args.out:
+        return
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, "bench-" + date.replace(":", "")[:15])
+    args.table = args.table or stem + ".txt"
+    args.json = args.json or stem + ".json"
+    args.plot = args.plot or stem + ".png"
+
+
+def announce(args, sel: Selection, plan, bandwidth_log, large_cases) -> float:
+    """Say what will run, how long it should take and where it will write, before it starts."""
+    triads = 2 + len(large_cases)
+    guess = estimate.run_seconds(plan, sel.budget, triads, bandwidth_log.seconds_estimate())
+    names = ", ".join(impl.label for impl in sel.implementations)
+    print(
+        f"fastsoftmax bench ({run_kind(args)} run): {len(plan)} measurements of "
+        f"{len(sel.cases)} shapes x {len(sel.ops)} ops, threads {sel.settings}, with {names}; "
+        f"expected to take {estimate.describe(guess)} on this machine.",
+        flush=True,
+    )
+    files = [
+        (what, path)
+        for what, path in (("tables", args.table), ("JSON", args.json), ("chart", args.plot))
+        if path
+    ]
+    if files:
+        print("Will write " + ", ".join(f"the {w} to {p}" for w, p in files) + ".", flush=True)
+    else:
+        print("Tables go to stdout only (--out DIR saves the tables, JSON and chart).", flush=True)
+    return guess
+
+
+def finish(args, sel: Selection, meta, results, bandwidth_log, out: Transcript, times) -> None:
     """The summary, the run's cost, and the JSON and plot files asked for."""
+    started, guess = times
     headline = headline_impl(sel.implementations)
     if headline:
-        print(f"\nSummary: {headline[1]} (all figures from this run)\n")
-        print(report.summary_table(results, headline[0], sel.settings))
+        out.print(f"\nSummary: {headline[1]} (all figures from this run)\n")
+        out.print(report.summary_table(results, headline[0], sel.settings))
     elapsed = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nTotal time {elapsed:.0f} s, peak memory {peak_mib:.0f} MiB")
-    meta.update(elapsed_s=elapsed, peak_rss_mib=peak_mib)
+    out.print(
+        f"\nTotal time {elapsed:.0f} s (expected {guess:.0f} s), peak memory {peak_mib:.0f} MiB"
+    )
+    meta.update(elapsed_s=elapsed, expected_s=guess, peak_rss_mib=peak_mib)
+    out.close()
+    if args.table:
+        print(f"wrote {args.table}")
     if args.json:
         report.write_json(args.json, meta, results)
         print(f"wrote {args.json}")
@@ -378,18 +496,26 @@ def main(argv: list[str] | None = None) -> int:
     sel = select(args)
     plan = build_plan(sel.cases, sel.ops, sel.settings, sel.modes, sel.implementations)
     large_cases = {task.case for task in plan if suite.is_large(task.case, task.op)}
-    bar = _progress(len(plan) + 2 + len(large_cases))
-    bandwidth_log = bandwidth.BandwidthLog([1, cores, *sel.settings], 3 if args.quick else 10)
-    measure_triad(bandwidth_log, "start", bar)
+    bandwidth_log = bandwidth.BandwidthLog(
+        [1, cores, *sel.settings],
+        3 if args.quick else 10,
+        bandwidth.ARRAY_BYTES if args.full else bandwidth.SMALL_ARRAY_BYTES,
+    )
+    output_paths(args, datetime.datetime.now().astimezone().isoformat(timespec="minutes"))
+    guess = announce(args, sel, plan, bandwidth_log, large_cases)
+    out = Transcript(args.table)
+    out.bar = _progress(len(plan) + 2 + len(large_cases))
+    measure_triad(bandwidth_log, "start", out.bar)
     notes = run_notes(sel)
     meta = run_meta(args, sel, facts, bandwidth_log, notes)
-    _emit(bar, report.header(meta, sel.skipped, notes))
+    out.print(report.header(meta, sel.skipped, notes))
 
-    results = run_plan(plan, sel.budget, cores, sel.torch, bandwidth_log, bar, args.seed)
-    measure_triad(bandwidth_log, "end", bar)
-    bar.close()
-    print(report.bandwidth_drift(bandwidth_log))
-    finish(args, sel, meta, results, bandwidth_log, started)
+    results = run_plan(plan, sel.budget, cores, sel.torch, bandwidth_log, out, args.seed)
+    measure_triad(bandwidth_log, "end", out.bar)
+    out.bar.close()
+    out.bar = _NoBar()
+    out.print(report.bandwidth_drift(bandwidth_log))
+    finish(args, sel, meta, results, bandwidth_log, out, (started, guess))
     return 0
 
 

@@ -111,6 +111,10 @@ def _formula_softmax_backward(y, g, axis, out=None):
     return np.multiply(y, g - np.sum(y * g, axis=axis, keepdims=True), out=out)
 
 
+def _formula_log_softmax_backward(y, g, axis, out=None):
+    return np.subtract(g, np.exp(y) * np.sum(g, axis=axis, keepdims=True), out=out)
+
+
 def _formula_softmax_jvp(x, v, axis, out=None):
     return _formula_softmax_backward(_formula_softmax(x, axis), v, axis, out=out)
 
@@ -119,6 +123,7 @@ _FORMULAS = {
     "softmax": _formula_softmax,
     "log_softmax": _formula_log_softmax,
     "softmax_backward": _formula_softmax_backward,
+    "log_softmax_backward": _formula_log_softmax_backward,
     "softmax_jvp": _formula_softmax_jvp,
 }
 
@@ -155,13 +160,22 @@ def _jacobian_build(case: Case, op: str, inputs, out) -> Call:
     return partial(function, *inputs, case.axis, out=out)
 
 
-def _jacobian_skip(case: Case) -> str:
+# The default run leaves out cases whose N×N products exceed this (about 0.5 s a call): at
+# (32768, 512) one call takes 5.5 s, a tenth of that run's time for two cells.
+_JACOBIAN_QUICK_ELEMENTS = 1 << 30
+
+
+def _jacobian_skip(case: Case, max_elements: int | None) -> str:
     if case.length > _JACOBIAN_MAX_N:
         return f"not run where N > {_JACOBIAN_MAX_N} (its N×N matrices; nothing is extrapolated)"
+    products = int(np.prod(case.shape)) * case.length
+    if max_elements is not None and products > max_elements:
+        return "not run where its N×N products exceed 2^30 elements (--full runs them)"
     return ""
 
 
-def numpy_impls() -> list[Impl]:
+def numpy_impls(full: bool = True) -> list[Impl]:
+    """The NumPy formula and the explicit Jacobian (``full=False``: only on its quick cases)."""
     return [
         Impl("formula", "NumPy formula", _formula_build, threads="one"),
         # Its out= differs from fresh only in the last write, which the N×N matrices dwarf.
@@ -172,7 +186,7 @@ def numpy_impls() -> list[Impl]:
             threads="one",
             has_out=False,
             ops=("softmax_backward", "softmax_jvp"),  # the Jacobian only enters the gradients
-            skip=_jacobian_skip,
+            skip=partial(_jacobian_skip, max_elements=None if full else _JACOBIAN_QUICK_ELEMENTS),
         ),
     ]
 
@@ -190,6 +204,13 @@ def _torch_build(torch, case: Case, op: str, inputs, out) -> Call:
             return lambda: torch._softmax_backward_data(t(g), t(y), dim, t(y).dtype).numpy()
         return lambda: torch._softmax_backward_data(
             t(g), t(y), dim, t(y).dtype, grad_input=t(out)
+        ).numpy()
+    if op == "log_softmax_backward":
+        y, g = inputs
+        if out is None:
+            return lambda: torch._log_softmax_backward_data(t(g), t(y), dim, t(y).dtype).numpy()
+        return lambda: torch._log_softmax_backward_data(
+            t(g), t(y), dim, t(y).dtype, out=t(out)
         ).numpy()
     if op == "softmax_jvp":  # no fused kernel: forward, then the backward from its output
         x, v = inputs
@@ -239,6 +260,10 @@ def _jax_functions(jax, axis: int) -> dict[str, Callable]:
         # What JAX's autodiff runs for softmax's VJP, given the saved output.
         return y * (g - jnp.sum(y * g, axis=axis, keepdims=True))
 
+    def log_backward(y, g):
+        # And for log_softmax's, given its saved output.
+        return g - jnp.exp(y) * jnp.sum(g, axis=axis, keepdims=True)
+
     def jvp(x, v):
         return jax.jvp(softmax, (x,), (v,))[1]
 
@@ -246,6 +271,7 @@ def _jax_functions(jax, axis: int) -> dict[str, Callable]:
         "softmax": softmax,
         "log_softmax": partial(jax.nn.log_softmax, axis=axis),
         "softmax_backward": backward,
+        "log_softmax_backward": log_backward,
         "softmax_jvp": jvp,
     }
 

@@ -32,16 +32,49 @@ class Result:
     timing: Timing | None = None
     error: float | None = None
     note: str = ""
+    # Why the figure is not a result (its thread scaling is implausible: the machine was busy).
+    implausible: str = ""
     wall_s: float = 0.0  # what measuring it cost, warm-up and accuracy check included
     derived: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float | None:
-        return self.timing.median if self.timing else None
+        """The median time, or None where there is no result (failed, or implausible)."""
+        return self.timing.median if self.timing and not self.implausible else None
 
     @property
     def threads_label(self) -> str:
         return f"{self.threads} XLA" if self.impl.threads == "own" else str(self.threads)
+
+
+# [Note: implausible thread scaling]
+# More threads can be slower than one (a small call pays to wake them), but a call 10x slower on
+# two threads than on one means another process held a core while it was timed: on the project
+# machine such cells were 10-40x slower and normal when re-run alone. Such a cell is measured
+# once more, and if it is still that slow it is marked and left out of every comparison, rather
+# than reported as the implementation's speed.
+IMPLAUSIBLE_SLOWDOWN = 10.0
+
+
+def implausible_scaling(results: list[Result]) -> dict[int, str]:
+    """``{index in results: why}`` for each multi-thread result over 10x its 1-thread time."""
+    one_thread = {
+        (r.case.key, r.op, r.mode, r.impl.key): r.timing.median
+        for r in results
+        if r.timing and r.threads == 1 and r.impl.threads == "follow"
+    }
+    found = {}
+    for index, r in enumerate(results):
+        if not r.timing or r.threads == 1 or r.impl.threads != "follow":
+            continue
+        single = one_thread.get((r.case.key, r.op, r.mode, r.impl.key))
+        if single and r.timing.median > IMPLAUSIBLE_SLOWDOWN * single:
+            found[index] = (
+                f"{format_seconds(r.timing.median)} on {r.threads} threads, "
+                f"{r.timing.median / single:.0f}x its 1-thread {format_seconds(single)} "
+                "twice: the machine was busy; not a result"
+            )
+    return found
 
 
 def _ratio(baseline: float | None, seconds: float | None) -> float | None:
@@ -92,11 +125,13 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return f"{value:{spec}}{suffix}"
 
 
+# (heading, narrowest width, alignment): a column widens to its longest cell, so the widths
+# below only keep the blocks of one run alike where nothing is longer.
 _COLUMNS = (
-    ("op", 16, "<"),
+    ("op", 20, "<"),
     ("thr", 5, "<"),
     ("output", 6, "<"),
-    ("implementation", 20, "<"),
+    ("implementation", 26, "<"),
     ("median", 9, ">"),
     ("IQR", 5, ">"),
     ("×NumPy", 8, ">"),
@@ -107,24 +142,41 @@ _COLUMNS = (
 )
 
 
-def _line(cells: list[str], hidden: frozenset[str]) -> str:
-    pairs = zip(cells, _COLUMNS, strict=True)
-    return "  ".join(
-        f"{cell:{align}{width}}" for cell, (name, width, align) in pairs if name not in hidden
-    )
+def aligned(rows: list[list[str]], columns: list[tuple[int, str]], gap: str = "  ") -> list[str]:
+    """The rows as lines whose columns line up: each as wide as its widest cell (at least its
+    given width), aligned ``"<"`` or ``">"``."""
+    widths = [max([least] + [len(row[i]) for row in rows]) for i, (least, _) in enumerate(columns)]
+    return [
+        gap.join(
+            f"{cell:{align}{width}}"
+            for cell, width, (_, align) in zip(row, widths, columns, strict=True)
+        )
+        for row in rows
+    ]
+
+
+def _table(rows: list[list[str]], hidden: frozenset[str]) -> list[str]:
+    keep = [i for i, (name, _, _) in enumerate(_COLUMNS) if name not in hidden]
+    shown = [[row[i] for i in keep] for row in rows]
+    return [line.rstrip() for line in aligned(shown, [_COLUMNS[i][1:] for i in keep])]
 
 
 def _row_cells(r: Result, first_of_op: bool) -> list[str]:
     d = r.derived
     large = is_large(r.case, r.op)
     spread = r.timing.spread * 100 if r.timing and len(r.timing.samples) > 1 else None
+    if r.implausible:
+        median, spread_cell = "busy*", ""
+    else:
+        median = format_seconds(r.seconds) if r.timing else "failed"
+        spread_cell = _fmt(spread, ".0f", "%") if spread is not None else "n=1"
     return [
         r.op if first_of_op else "",
         r.threads_label,
         MODE_LABELS[r.mode],
         r.impl.label,
-        format_seconds(r.seconds) if r.timing else "failed",
-        _fmt(spread, ".0f", "%") if r.timing and len(r.timing.samples) > 1 else "n=1",
+        median,
+        spread_cell,
         _fmt(d.get("vs_numpy_formula"), ".2f", "×"),
         _fmt(d.get("vs_pytorch"), ".2f", "×"),
         _fmt(d.get("gbps"), ".1f") if large else "",
@@ -139,17 +191,19 @@ def case_block(case: Case, results: list[Result], with_torch: bool, note: str = 
     ``with_torch``: whether to show the column of speedups over PyTorch (not when it is absent).
     """
     hidden = frozenset() if with_torch else frozenset({"×torch"})
-    lines = [f"\n== {case.label}: {case.describe()}"] + ([note] if note else [])
-    lines.append(_line([c[0] for c in _COLUMNS], hidden))
-    failures, previous_op = [], None
+    rows, failures, previous_op = [[c[0] for c in _COLUMNS]], [], None
     for r in results:
         if r.op != previous_op and previous_op is not None:
-            lines.append("")
-        lines.append(_line(_row_cells(r, r.op != previous_op), hidden))
+            rows.append([""] * len(_COLUMNS))  # a blank line between ops
+        rows.append(_row_cells(r, r.op != previous_op))
         previous_op = r.op
+        where = f"{r.impl.label} {r.op} {r.threads_label}T {MODE_LABELS[r.mode]}"
         if r.note:
-            failures.append(f"   {r.impl.label} {r.op} {MODE_LABELS[r.mode]}: {r.note}")
-    return "\n".join(lines + failures)
+            failures.append(f"   {where}: {r.note}")
+        if r.implausible:
+            failures.append(f"   * {where}: {r.implausible}")
+    head = [f"\n== {case.label}: {case.describe()}"] + ([note] if note else [])
+    return "\n".join(head + _table(rows, hidden) + failures)
 
 
 LEGEND = """\
@@ -158,17 +212,20 @@ Columns:
   IQR          interquartile range of the samples, as a % of the median
   ×NumPy       speedup over the plain NumPy formula (one thread), same output mode; >1 = faster
   ×torch       speedup over PyTorch at the same output mode and thread count
-  GB/s, %bw    arrays one call must move (forward: read x + write out; backward and jvp: 2 reads
-               + 1 write) per second, and that as a % of the triad measured just before the
+  GB/s, %bw    arrays one call must move (forward: read x + write out; backwards and jvp: 2
+               reads + 1 write) per second, and that as a % of the triad measured just before the
                case at the same thread count; shown where the arrays exceed 64 MiB (uncached)
   max rel err  max |out - ref| / scale over all elements, ref computed in float64; scale = |ref|
                for softmax; max(|ref|, 1) for log_softmax (an absolute error in log p is the
                relative error of p); for gradients the size of the terms that cancel,
-               y (|g| + sum y|g|), so an output ~0 by cancellation cannot blow it up
+               y (|g| + sum y|g|), or |g| + exp(y) sum|g| from log_softmax's output, so an
+               output ~0 by cancellation cannot blow it up
   output       "fresh" allocates the result on every call; "out=" writes into one array
                allocated beforehand
   thr          threads the implementation used; single-threaded ones ("1") are measured once
-               per case"""
+               per case
+  busy*        more than 10x slower on several threads than on one, measured twice: another
+               process held a core; not a result (explained under the case's table)"""
 
 
 # ----------------------------------------------------------------- run header and footer
@@ -233,7 +290,7 @@ def _pick(results, case, op, mode, impl_key, threads):
 def _summary_columns(results: list[Result]) -> list[tuple[str, Callable]]:
     """``(heading, cell(out_result, fresh_result))`` for the figures this run has."""
     columns = [
-        ("out=", lambda out, fresh: format_seconds(out.seconds) if out else "—"),
+        ("out=", lambda out, fresh: _time_cell(out)),
         ("×NumPy", lambda out, fresh: _fmt(_get(out, "vs_numpy_formula"), ".1f", "×")),
     ]
     if any(r.impl.key == "torch" for r in results):
@@ -246,17 +303,23 @@ def _summary_columns(results: list[Result]) -> list[tuple[str, Callable]]:
     return columns
 
 
+def _time_cell(r: Result | None) -> str:
+    if r is None:
+        return "—"
+    return "busy*" if r.implausible else format_seconds(r.seconds)
+
+
 def _get(r: Result | None, key: str) -> float | None:
     return r.derived.get(key) if r else None
 
 
 def summary_table(results: list[Result], impl_key: str, settings: list[int]) -> str:
-    """A Markdown table, one row per case and op: ``impl_key`` against the baselines."""
+    """A Markdown table, one row per case and op: ``impl_key`` against the baselines, its
+    columns aligned so it reads as well in a terminal as rendered."""
     columns = _summary_columns(results)
     head = ["shape", "op"] + [f"{t}T {name}" for t in settings for name, _ in columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    pairs = list(dict.fromkeys((r.case, r.op) for r in results))
-    for case, op in pairs:
+    rows = [head]
+    for case, op in dict.fromkeys((r.case, r.op) for r in results):
         cells = [case.label, op]
         for t in settings:
             out = _pick(results, case, op, "out", impl_key, t)
@@ -265,8 +328,12 @@ def summary_table(results: list[Result], impl_key: str, settings: list[int]) -> 
                 cell(out, fresh) if name != "%bw" or is_large(case, op) else ""
                 for name, cell in columns
             ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    rows.insert(1, ["-" * 3] * len(head))  # widened to the column by `aligned`
+    layout = [(3, "<"), (3, "<")] + [(3, ">")] * (len(head) - 2)
+    lines = aligned(rows, layout, gap=" | ")
+    rule = lines[1].replace(" ", "-")
+    return "\n".join(f"| {line} |" if n != 1 else f"|-{rule}-|" for n, line in enumerate(lines))
 
 
 # ----------------------------------------------------------------- JSON
@@ -292,6 +359,8 @@ def result_record(r: Result) -> dict[str, object]:
         # A NaN result must show as such, not as a missing figure.
         "max_rel_error": "NaN" if r.error is not None and math.isnan(r.error) else r.error,
         "note": r.note or None,
+        # Timed, but not a result: see the Note on implausible thread scaling.
+        "implausible": r.implausible or None,
         "wall_s": r.wall_s,
         **r.derived,
     }

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from support.backends import CORE, threads
+from support.backends import CORE, needs_threads, threads
 from support.operations import FUNCTIONS, OPERATIONS, call, make_inputs
 from support.processes import run_python
 from threadpoolctl import threadpool_limits
@@ -261,6 +261,7 @@ def _busy_work(backend: str) -> Callable[[], object]:
 
 
 @needs_proc
+@needs_threads
 @pytest.mark.parametrize("backend", THREADED_BACKENDS)
 @pytest.mark.parametrize("count", sorted({1, BOTH}))
 def test_set_num_threads_is_obeyed(backend, count):
@@ -271,6 +272,7 @@ def test_set_num_threads_is_obeyed(backend, count):
 @needs_cpp
 @needs_proc
 @needs_two_cores
+@needs_threads
 def test_threadpool_limits_is_obeyed():
     work = _busy_work("cpp")
     with threads(2):
@@ -291,6 +293,7 @@ PROBE = (
 
 @needs_cpp
 @needs_proc
+@needs_threads
 @pytest.mark.parametrize("value", sorted({"1", str(BOTH)}))
 def test_omp_num_threads_is_obeyed(value):
     code = PROBE + f"print(fsm.get_num_threads(), working_threads(work, want={value}))\n"
@@ -302,6 +305,7 @@ def test_omp_num_threads_is_obeyed(value):
 @needs_cpp
 @needs_proc
 @needs_two_cores
+@needs_threads
 def test_set_num_threads_applies_to_every_python_thread():
     """Above OMP_NUM_THREADS too: the setting is the library's, not one thread's OpenMP limit."""
     code = PROBE + (
@@ -384,6 +388,7 @@ if __name__ == "__main__":
 
 
 @needs_cpp
+@needs_threads
 @pytest.mark.parametrize("method", ["forkserver", "fork"])
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_fork_before_threads_keeps_them(method, tmp_path):

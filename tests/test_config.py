@@ -10,8 +10,8 @@ import re
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from fastsoftmax import _backends
-from support.backends import CORE
+from fastsoftmax import _backends, _config, _threads
+from support.backends import CORE, needs_threads
 from support.processes import expected_backends, run_python
 
 
@@ -53,6 +53,7 @@ def test_show_config(capsys):
         assert "did not import" in text  # says why the C++ backend is missing
 
 
+@needs_threads
 def test_show_config_reports_a_changed_level_and_thread_count(capsys):
     if CORE is None:
         pytest.skip("the C++ extension is not built here")  # test_expected_backends guards
@@ -74,6 +75,7 @@ def test_show_config_reports_a_changed_level_and_thread_count(capsys):
 # Threads
 
 
+@needs_threads
 def test_set_and_get_num_threads():
     previous = fsm.get_num_threads()
     try:
@@ -102,12 +104,32 @@ def test_set_num_threads_value_error(bad):
     assert fsm.get_num_threads() == previous
 
 
+@pytest.mark.skipif(not _threads.SINGLE_THREADED, reason="this build has OpenMP threads")
+def test_single_threaded_build_says_so(capsys):
+    """Built without OpenMP: one thread whatever is asked, and said, not silently ignored."""
+    previous = fsm.get_num_threads()
+    assert previous == 1
+    with pytest.warns(RuntimeWarning, match=r"built without OpenMP.*set_num_threads\(3\)"):
+        fsm.set_num_threads(3)
+    assert fsm.get_num_threads() == 1
+    fsm.set_num_threads(1)  # no warning: one thread is what it has
+    fsm.show_config()
+    lines = [line for line in capsys.readouterr().out.splitlines() if "OpenMP" in line]
+    assert lines == [f"openmp: False ({_config._EXPLAINED['openmp', False]})"]
+    proc = run_python(
+        "import fastsoftmax as fsm; print(fsm.get_num_threads())", OMP_NUM_THREADS="3"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1"
+
+
 THREADS = (
     "import os, fastsoftmax as fsm; print(fsm.get_num_threads(), len(os.sched_getaffinity(0)))"
 )
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")
+@needs_threads
 def test_default_threads_are_the_usable_cores():
     proc = run_python(THREADS)
     assert proc.returncode == 0, proc.stderr
@@ -115,6 +137,7 @@ def test_default_threads_are_the_usable_cores():
     assert threads == cores
 
 
+@needs_threads
 @pytest.mark.parametrize(("value", "want"), [("3", 3), ("1", 1), ("5,2", 5)])
 def test_default_threads_from_omp_num_threads(value, want):
     proc = run_python(

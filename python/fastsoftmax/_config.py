@@ -35,6 +35,12 @@ def config() -> dict[str, object]:
     return facts
 
 
+# What a value means where it changes what the user gets, said once, on its line.
+_EXPLAINED = {
+    ("openmp", False): "built without OpenMP: every call runs on one thread, with every backend",
+}
+
+
 def show_config() -> None:
     """Print the version, the backends that work here, the SIMD level and the thread count.
 
@@ -49,4 +55,5 @@ def show_config() -> None:
     for key, value in config().items():
         if isinstance(value, list):
             value = ", ".join(map(str, value))
-        print(f"{key}: {value}")
+        note = _EXPLAINED.get((key, value))
+        print(f"{key}: {value}" + (f" ({note})" if note else ""))

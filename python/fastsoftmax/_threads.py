@@ -6,12 +6,23 @@ The default is ``OMP_NUM_THREADS`` when it is set, else the cores this process m
 for every Python thread. The C++ backend also obeys OpenMP's limit in the calling thread where
 something lowered it after import, which is what ``threadpoolctl.threadpool_limits`` does (see
 the Note in cpp/src/dispatch.cpp).
+
+[Note: a build without OpenMP]
+A C++ extension built without OpenMP (``-C cmake.define.FASTSOFTMAX_OPENMP=OFF``, or a compiler
+with no OpenMP runtime, as Apple clang without libomp) computes on one thread. One thread count
+governs both threaded backends, so such an installation is single-threaded as a whole:
+`get_num_threads` says 1, and `set_num_threads` warns when asked for more rather than store a
+count no call would use. An installation with no extension at all keeps the Numba backend's
+threads.
 """
 
 from __future__ import annotations
 
 import operator
 import os
+import warnings
+
+from . import _backends
 
 # The kernels take a C int; no machine has more threads than this.
 MAX_THREADS = 2**31 - 1
@@ -28,6 +39,13 @@ def _default_threads() -> int:
 
 
 _num_threads = _default_threads()
+
+_core = _backends.core()
+SINGLE_THREADED = _core is not None and not _core.openmp_enabled()
+SINGLE_THREADED_WARNING = (
+    "this fastsoftmax was built without OpenMP, so it computes on one thread; "
+    "set_num_threads({}) has no effect (rebuild with a compiler that has OpenMP for threads)"
+)
 
 # [Note: threads after fork]
 # An OpenMP pool does not survive fork() (cpp/src/dispatch.cpp's Note on fork), and the Numba
@@ -47,10 +65,7 @@ def note_numba_parallel() -> None:
 
 def _after_fork_in_child() -> None:
     global _threads_lost
-    from . import _backends  # imported by now: this runs only after import
-
-    core = _backends.core()
-    cpp_ran = core is not None and core.threads_lost_to_fork()
+    cpp_ran = _core is not None and _core.threads_lost_to_fork()
     _threads_lost = _threads_lost or _numba_parallel_ran or cpp_ran
 
 
@@ -62,8 +77,15 @@ def get_num_threads() -> int:
     """The number of threads the C++ and Numba backends use for one call.
 
     Small calls run on one thread whatever this says: waking threads costs more than they save.
-    In a process forked after threads ran (in it or in an ancestor) it is 1, whatever
-    `set_num_threads` asks: their thread pool did not survive the fork.
+    It is 1, whatever `set_num_threads` asks, in two cases: in a process forked after threads
+    ran (in it or in an ancestor), since their thread pool did not survive the fork; and where
+    the C++ extension was built without OpenMP (``show_config()`` says ``openmp: False``),
+    which makes the whole installation single-threaded.
+
+    Returns
+    -------
+    int
+        The thread count a large enough call uses, ``>= 1``.
 
     Examples
     --------
@@ -71,11 +93,26 @@ def get_num_threads() -> int:
     >>> fsm.get_num_threads() >= 1
     True
     """
-    return 1 if _threads_lost else _num_threads
+    return 1 if _threads_lost or SINGLE_THREADED else _num_threads
 
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads (``n >= 1``) in the C++ and Numba backends from now on.
+
+    The setting holds for every Python thread, and above ``OMP_NUM_THREADS`` too. Where the
+    C++ extension was built without OpenMP, every call runs on one thread: asking for more
+    warns (once per calling line, as Python's warnings do) and changes nothing, and
+    `get_num_threads` stays 1.
+
+    Parameters
+    ----------
+    n : int
+        The thread count, from 1 to 2**31 - 1.
+
+    Warns
+    -----
+    RuntimeWarning
+        If ``n > 1`` and this installation is single-threaded (built without OpenMP).
 
     Raises
     ------
@@ -104,4 +141,7 @@ def set_num_threads(n: int) -> None:
         raise ValueError(
             f"set_num_threads() needs a thread count from 1 to {MAX_THREADS}; got {count}"
         )
+    if SINGLE_THREADED and count > 1:
+        warnings.warn(SINGLE_THREADED_WARNING.format(count), RuntimeWarning, stacklevel=2)
+        return
     _num_threads = count

@@ -4,16 +4,24 @@ managers that set one and restore the previous."""
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 import fastsoftmax as fsm
 import numpy as np
-from fastsoftmax import _backends
+import pytest
+from fastsoftmax import _backends, _threads
 
 CORE = _backends.core()
 SIMD_LEVELS: list[str] = list(CORE.supported_simd_levels()) if CORE is not None else []
 ALL_SIMD_LEVELS = ("avx512", "avx2", "baseline")
 FLOAT_DTYPES = (np.float32, np.float64)
+# A C++ extension built without OpenMP makes the installation single-threaded (the Note in
+# _threads.py); tests that need a second thread at work, or a count above 1, skip only there.
+needs_threads = pytest.mark.skipif(
+    _threads.SINGLE_THREADED,
+    reason="built without OpenMP (FASTSOFTMAX_OPENMP=OFF): this installation has one thread",
+)
 
 
 def backend_variants() -> list[tuple[str, str | None]]:
@@ -47,11 +55,19 @@ def simd_level(level: str | None) -> Iterator[None]:
         CORE.set_simd_level(previous)
 
 
+def _set_threads(n: int) -> None:
+    with warnings.catch_warnings():
+        # A single-threaded build warns at n > 1 (test_config checks it) and computes on one
+        # thread, which is what a test asking for more then checks.
+        warnings.filterwarnings("ignore", "this fastsoftmax was built without OpenMP")
+        fsm.set_num_threads(n)
+
+
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[None]:
     previous = fsm.get_num_threads()
-    fsm.set_num_threads(n)
+    _set_threads(n)
     try:
         yield
     finally:
-        fsm.set_num_threads(previous)
+        _set_threads(previous)
