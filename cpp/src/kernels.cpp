@@ -10,8 +10,8 @@
 //
 // [Note: streaming stores]
 // When the output is larger than the cache can keep (streaming_threshold_bytes, measured: see
-// cache_size.cpp), it is written with non-temporal stores: a normal store first reads the line
-// it writes (a third of the traffic) and evicts the inputs. The next row's inputs are
+// python/fastsoftmax/_cache_size.py), it is written with non-temporal stores: a normal store
+// first reads the line it writes (a third of the traffic) and evicts the inputs. The next row's inputs are
 // prefetched while a row is computed (see the Note on prefetching the next row in rows.hpp).
 // Only rows of at least kStreamRowBytes stream: on the Zen 4 VM, rows of 128 float32 were
 // 1.2x slower streamed than stored normally, rows of 256 alike, rows of 512 ((98304, 512)
@@ -28,6 +28,7 @@
 
 #include "block.hpp"
 #include "columns.hpp"
+#include "constants.hpp"
 #include "rows.hpp"
 #include "simd.hpp"
 #include "vec_exp.hpp"
@@ -38,10 +39,11 @@ namespace {
 // Elements one thread must have before a call wakes a second one: below this, starting a
 // parallel region (~2 us) costs more than the work it splits. Measured with 2 threads: a
 // (32, 1000) softmax takes 7.3 us instead of 11.3, its backward 4.4 instead of 5.9.
-constexpr int64_t kGrainElements = 1 << 13;
+// (The grain and the split size are in _constants.json, which the Numba backend shares.)
+constexpr int64_t kGrainElements = constants::kGrainElements;
 constexpr int64_t kStreamRowBytes = 1024;
 // Rows at least this long are shared between threads when there are fewer rows than threads.
-constexpr int64_t kSplitElements = 1 << 16;
+constexpr int64_t kSplitElements = constants::kSplitElements;
 
 // `per_thread` elements of scratch for each thread, allocated before a parallel region (nothing
 // inside one may throw). Each thread's part starts on its own cache line: two threads writing

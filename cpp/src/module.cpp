@@ -267,6 +267,8 @@ PYBIND11_MODULE(_core, m) {
         "Whether this process was forked after a parallel region ran (see dispatch.cpp).");
   m.def("streaming_threshold_bytes", &fastsoftmax::streaming_threshold_bytes,
         "Outputs larger than this are written past the cache.");
+  m.def("_set_streaming_threshold_bytes", &fastsoftmax::set_streaming_threshold_bytes,
+        py::arg("bytes"), "Set by fastsoftmax._backends at import (see _cache_size.py).");
   m.def("_exp", &exp_values, py::arg("x"),
         "The kernels' vectorised exp, elementwise (for its accuracy tests).");
 }

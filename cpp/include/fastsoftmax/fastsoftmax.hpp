@@ -53,8 +53,10 @@ std::string simd_level();                           // the one in use
 void set_simd_level(const std::string& name);
 
 bool openmp_enabled();
-// Outputs larger than this many bytes are written past the cache (non-temporal stores).
+// Outputs larger than this many bytes are written past the cache (non-temporal stores). The
+// Python layer sets it at import from the cache size (python/fastsoftmax/_cache_size.py).
 std::int64_t streaming_threshold_bytes();
+void set_streaming_threshold_bytes(std::int64_t bytes);
 // `requested` capped by OpenMP's limit in the calling thread where it was lowered since import
 // (threadpoolctl); 1 without OpenMP.
 int cap_threads(int requested);
