@@ -20,7 +20,7 @@ struct Block {
   Op op = Op::softmax;
   DType dtype = DType::float32;
   std::int64_t m = 1, n = 1, k = 1;
-  Operand x, g, out, s;  // g and s may have null data
+  ByRole<Operand> operands;  // null data where the call has no such operand
 };
 
 using BlockKernel = void (*)(const Block& block, int threads);

@@ -46,7 +46,8 @@ bool supports_avx512() {
 #endif
 
 // The levels built, best first (the list in _constants.json, for this target).
-#define FASTSOFTMAX_LEVEL_ENTRY(level) {#level, level::run_block, level::exp_array, supports_##level},
+#define FASTSOFTMAX_LEVEL_ENTRY(level) \
+  {#level, level::run_block, level::exp_array, supports_##level},
 const Level kLevels[] = {FASTSOFTMAX_FOR_EACH_LEVEL(FASTSOFTMAX_LEVEL_ENTRY)};
 #undef FASTSOFTMAX_LEVEL_ENTRY
 
