@@ -106,7 +106,8 @@ struct ColumnState {
 // then walks the tile column by column through the limit rule. A NaN never wins a maximum but
 // makes its column's sums NaN.
 template <class Operation, class T>
-bool tile_first_pass(const Tile<T>& t, ColumnState<Operation, T>& state) {
+bool tile_first_pass(const Tile<T>& tile, ColumnState<Operation, T>& state) {
+  const Tile<T> t = tile;  // as in rows.hpp's second_pass
   using Red = typename Operation::Reduction;
   constexpr int K = Red::kSums;
   const int64_t lanes = used_lanes<T>(t.w);
@@ -200,7 +201,8 @@ void store_outputs(const Tile<T>& t, int64_t j, int64_t c, int64_t count, const 
 // The tile's outputs from its (combined) first pass. exp(x - max) is computed again rather
 // than kept: out may be g itself, and a kept tile would be N x W extra memory per thread.
 template <class Operation, class T>
-void tile_second_pass(const Tile<T>& t, const ColumnState<Operation, T>& state) {
+void tile_second_pass(const Tile<T>& tile, const ColumnState<Operation, T>& state) {
+  const Tile<T> t = tile;  // a streamed store may alias anything, a local no pointer
   using Red = typename Operation::Reduction;
   constexpr int K = Red::kSums;
   constexpr int kC = Operation::kConstants;

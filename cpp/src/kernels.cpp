@@ -103,9 +103,10 @@ T* element(const Operand& a, int64_t m, int64_t j, int64_t k) {
   return static_cast<T*>(a.data) + m * a.stride[0] + j * a.stride[1] + k * a.stride[2];
 }
 
-// Each operand's element (m, j, k), null where the block has no such operand.
+// Each operand's element (m, j, k), null where the block has no such operand. Inlined: the rows
+// walk takes it twice per row.
 template <class T>
-ByRole<T*> elements(const Block& b, int64_t m, int64_t j, int64_t k) {
+[[gnu::always_inline]] inline ByRole<T*> elements(const Block& b, int64_t m, int64_t j, int64_t k) {
   ByRole<T*> at;
   for (int i = 0; i < kRoleCount; ++i) {
     const Operand& a = b.operands.item[i];

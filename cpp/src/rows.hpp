@@ -180,9 +180,10 @@ std::array<Vec<T>, Operation::kConstants> row_constants(
 // next row is prefetched alongside out. A shifted reduction needs a finite max here; the
 // caller sends other rows to the limit rule.
 template <class Operation, class T>
-void second_pass(const Row<T>& r, int64_t begin, int64_t end,
+void second_pass(const Row<T>& row, int64_t begin, int64_t end,
                  const typename Operation::Reduction::Partial& p, const RowContext<T>& ctx) {
   using Red = typename Operation::Reduction;
+  const Row<T> r = row;  // local: a streamed store may alias anything, a local no pointer
   const auto c = row_constants<Operation, T>(p);
   const T m = Red::kHasMax ? T(p.max) : T(0);
   const auto prefetch = ctx.second_pass_prefetcher(r[Role::x], begin);
@@ -197,8 +198,9 @@ void second_pass(const Row<T>& r, int64_t begin, int64_t end,
 
 // A row of at most kCachedRowBytes, for an operation that keeps e: e in the scratch row.
 template <class Operation, class T>
-void cached_row(const Row<T>& r, int64_t n, const RowContext<T>& ctx) {
+void cached_row(const Row<T>& row, int64_t n, const RowContext<T>& ctx) {
   using Red = typename Operation::Reduction;
+  const Row<T> r = row;  // as in second_pass
   using View = RowView<T, Red>;
   typename Red::Partial p;
   p.max = row_max(r[Role::x], n);
