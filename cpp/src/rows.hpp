@@ -244,9 +244,11 @@ bool needs_scratch_row(int64_t n) {
   return Operation::kKeepsE && n * int64_t(sizeof(T)) <= kCachedRowBytes;
 }
 
-// One whole row on one thread, with ctx.scratch as needs_scratch_row says.
+// One whole row on one thread, with ctx.scratch as needs_scratch_row says. Inlined into the
+// rows walk: as a call per row, log_softmax_backward on (98304, 512) float32 out of cache took
+// 48 ms instead of 39 (Xeon, one thread).
 template <class Operation, class T>
-void row_op(const Row<T>& r, int64_t n, const RowContext<T>& ctx) {
+[[gnu::always_inline]] inline void row_op(const Row<T>& r, int64_t n, const RowContext<T>& ctx) {
   if constexpr (Operation::kKeepsE) {
     if (needs_scratch_row<Operation, T>(n)) {
       cached_row<Operation>(r, n, ctx);
