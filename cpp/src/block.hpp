@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "constants.hpp"
 #include "fastsoftmax/fastsoftmax.hpp"
 
 namespace fastsoftmax {
@@ -19,7 +20,7 @@ struct Block {
   Op op = Op::softmax;
   DType dtype = DType::float32;
   std::int64_t m = 1, n = 1, k = 1;
-  Operand x, g, out, s;  // g and s may have null data
+  ByRole<Operand> operands;  // null data where the call has no such operand
 };
 
 using BlockKernel = void (*)(const Block& block, int threads);
@@ -32,9 +33,7 @@ using ExpKernel = void (*)(DType dtype, const void* in, void* out, std::int64_t 
   void run_block(const Block& block, int threads);                               \
   void exp_array(DType dtype, const void* in, void* out, std::int64_t n);        \
   }
-FASTSOFTMAX_DECLARE_LEVEL(baseline)
-FASTSOFTMAX_DECLARE_LEVEL(avx2)
-FASTSOFTMAX_DECLARE_LEVEL(avx512)
+FASTSOFTMAX_FOR_EACH_LEVEL(FASTSOFTMAX_DECLARE_LEVEL)
 #undef FASTSOFTMAX_DECLARE_LEVEL
 
 // dispatch.cpp (see its Note on fork): note_parallel_region() is called before every parallel

@@ -1,6 +1,7 @@
-// The columns kernels: the axis is not the contiguous dimension (axis != -1 on a C-contiguous
-// array), so a tile of N rows by W (<= kMaxTileWidth) contiguous columns is processed with the
-// vectors running across the columns, never transposed. Each column is a softmax row; the
+// The columns walk, for any operation (operations.hpp): the axis is not the contiguous
+// dimension (axis != -1 on a C-contiguous array), so a tile of N rows by W (<= kMaxTileWidth)
+// contiguous columns is processed with the vectors running across the columns, never
+// transposed. Each column is a softmax row; the
 // per-column state (max, sums) lives in arrays of W lanes. The passes are those of a long row
 // (rows.hpp's Note on passes), per column: blocks of tile rows small enough to stay in L1/L2
 // get their column maxima, then their exps summed against the running maxima (the sums
@@ -8,8 +9,8 @@
 // pass recomputes exp for the output, streamed past the cache when the arrays are larger than
 // it. Measured on (4096, 1024) along axis 0, 1 thread: 4.35 ms with separate max,
 // exp-and-store and rescale passes over the whole tile, 2.7-3.2 ms this way. The first pass
-// over consecutive slices of a tile's rows combines exactly (combine_columns), which is how
-// threads share a tile (kernels.cpp, split_tiles).
+// over consecutive slices of a tile's rows combines exactly (combine_columns, with the
+// reduction's own rule), which is how threads share a tile (kernels.cpp, split_tiles).
 //
 // [Note: tile width]
 // Tiles are as wide as K allows, up to kMaxTileWidth: each tile row is then a contiguous run
@@ -20,10 +21,16 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
+#include <utility>
 
 #include "fastsoftmax/fastsoftmax.hpp"
+#include "operands.hpp"
+#include "operations.hpp"
+#include "reductions.hpp"
 #include "rows.hpp"
 #include "vec_exp.hpp"
 #include "vector_loops.hpp"
@@ -34,17 +41,6 @@ namespace {
 constexpr int64_t kMaxTileWidth = 1024;  // elements; bounds the per-lane state arrays
 
 constexpr int64_t kColumnBlockBytes = 64 * 1024;  // a block of tile rows: stays in L1/L2
-
-template <class T>
-struct Tile {
-  const T* x;
-  const T* g;
-  T* out;
-  T* s;
-  int64_t sx, sg, so, ss;  // element strides between the tile's rows
-  int64_t n, w;
-  bool stream;  // outputs go past the cache (see the Note on streaming stores in kernels.cpp)
-};
 
 // Per-column state, padded to whole vectors so the last partial vector can be loaded whole.
 template <class T>
@@ -98,198 +94,167 @@ void column_sum(const Tile<T>& t, int64_t j0, int64_t j1, F&& term, ColumnSums& 
   }
 }
 
-// The forward ops' first pass (see the header): m, the column maxima; sums, of exp(x - m);
-// with `dots`, also of exp(x - m) * g. Returns false if a column's maximum is not finite: the
-// caller then walks the tile column by column through the scalar limit path (see the Note on
-// rows whose maximum is not finite). A NaN never wins a maximum but makes its column's sum NaN.
-template <class T>
-bool column_first_pass(const Tile<T>& t, Lanes<T>& m, ColumnSums& sums, ColumnSums* dots) {
-  const int64_t lanes = used_lanes<T>(t.w);
-  std::fill(m.v, m.v + lanes, -kInf<T>);
-  sums.clear(lanes);
-  if (dots) dots->clear(lanes);
-  const int64_t block = std::max<int64_t>(1, kColumnBlockBytes / (t.w * int64_t(sizeof(T))));
-  Lanes<T> block_max;
-  // What the exps subtract: m, but 0 while a column has seen only -inf (and NaN), whose exps
-  // must sum to 0 (or NaN), not exp(-inf - -inf) = NaN, as rows.hpp skips such blocks.
-  Lanes<T> shift;
-  std::fill(shift.v, shift.v + lanes, T(0));
-  auto e = [&](int64_t j, int64_t c, int64_t count) {
-    const Vec<T> x = load_n(t.x + j * t.sx + c, count, -kInf<T>);
-    return simd::exp_nonpositive<T>(x - lanes_at(shift, c));
-  };
-  for (int64_t j0 = 0; j0 < t.n; j0 += block) {
-    const int64_t j1 = std::min(t.n, j0 + block);
-    std::fill(block_max.v, block_max.v + lanes, -kInf<T>);
-    for (int64_t j = j0; j < j1; ++j) {
-      for_each_vector<T>(t.w, [&](int64_t c, int64_t count) {
-        const Vec<T> x = load_n(t.x + j * t.sx + c, count, -kInf<T>);
-        simd::store(block_max.v + c, simd::max<T>(x, lanes_at(block_max, c)));
-      });
-    }
-    for (int64_t c = 0; c < t.w; ++c) {
-      if (!(block_max.v[c] > m.v[c])) continue;
-      if (m.v[c] > -kInf<T>) {  // sums so far were taken against a smaller maximum
-        const double factor = std::exp(double(m.v[c]) - double(block_max.v[c]));
-        sums.scale(c, factor);
-        if (dots) dots->scale(c, factor);
-      }
-      m.v[c] = block_max.v[c];
-      shift.v[c] = m.v[c];
-    }
-    // The next block arrives while this one computes (its max pass then finds it in cache).
-    column_sum(t, j0, j1, [&](int64_t j, int64_t c, int64_t count) {
-      simd::prefetch(t.x + std::min(j + j1 - j0, t.n - 1) * t.sx + c);
-      return e(j, c, count);
-    }, sums);
-    if (dots) {
-      column_sum(t, j0, j1, [&](int64_t j, int64_t c, int64_t count) {
-        return e(j, c, count) * load_n(t.g + j * t.sg + c, count, T(0));
-      }, *dots);
-    }
-  }
-  return std::all_of(m.v, m.v + t.w, [](T v) { return is_finite(v); });
-}
-
 // What a tile's first pass leaves its second, per column.
-template <class T>
+template <class Operation, class T>
 struct ColumnState {
-  Lanes<T> m;       // forward ops: the maxima
-  ColumnSums sums;  // forward: of exp(x - m); softmax_backward: of y g; log_softmax_backward: of g
-  ColumnSums dots;  // softmax_jvp: of exp(x - m) * v
+  Lanes<T> m;  // shifted reductions: the maxima
+  ColumnSums sums[Operation::Reduction::kSums];
 };
 
-// False when the tile must be redone column by column (a maximum not finite).
-template <class T>
-bool tile_first_pass(Op op, const Tile<T>& t, ColumnState<T>& state) {
-  switch (op) {
-    case Op::softmax_backward:
-      state.sums.clear(used_lanes<T>(t.w));
+// The tile's first pass (see the header): the column maxima, where the reduction has them, and
+// the sums. A shifted reduction returns false if a column's maximum is not finite: the caller
+// then walks the tile column by column through the limit rule. A NaN never wins a maximum but
+// makes its column's sums NaN.
+template <class Operation, class T>
+bool tile_first_pass(const Tile<T>& tile, ColumnState<Operation, T>& state) {
+  const Tile<T> t = tile;  // as in rows.hpp's second_pass
+  using Red = typename Operation::Reduction;
+  constexpr int K = Red::kSums;
+  const int64_t lanes = used_lanes<T>(t.w);
+  for (int k = 0; k < K; ++k) state.sums[k].clear(lanes);
+  if constexpr (!Red::kHasMax) {
+    for_each_sum<K>([&](auto k) {
       column_sum(t, 0, t.n, [&](int64_t j, int64_t c, int64_t count) {
-        return load_n(t.x + j * t.sx + c, count, T(0)) * load_n(t.g + j * t.sg + c, count, T(0));
-      }, state.sums);
-      return true;
-    case Op::log_softmax_backward:
-      state.sums.clear(used_lanes<T>(t.w));
-      column_sum(t, 0, t.n, [&](int64_t j, int64_t c, int64_t count) {
-        return load_n(t.g + j * t.sg + c, count, T(0));
-      }, state.sums);
-      return true;
-    default: {
-      ColumnSums* dots = op == Op::softmax_jvp ? &state.dots : nullptr;
-      return column_first_pass(t, state.m, state.sums, dots);
+        return Operation::terms(TileView<T, Red>{t, j, c, count, Vec<T>{}})[k];
+      }, state.sums[k]);
+    });
+    return true;
+  } else {
+    Lanes<T>& m = state.m;
+    std::fill(m.v, m.v + lanes, -kInf<T>);
+    const int64_t block = std::max<int64_t>(1, kColumnBlockBytes / (t.w * int64_t(sizeof(T))));
+    const T* const x = t.at[Role::x];
+    const int64_t sx = t.stride[Role::x];
+    Lanes<T> block_max;
+    // What the exps subtract: m, but 0 while a column has seen only -inf (and NaN), whose exps
+    // must sum to 0 (or NaN), not exp(-inf - -inf) = NaN, as rows.hpp skips such blocks.
+    Lanes<T> shift;
+    std::fill(shift.v, shift.v + lanes, T(0));
+    for (int64_t j0 = 0; j0 < t.n; j0 += block) {
+      const int64_t j1 = std::min(t.n, j0 + block);
+      std::fill(block_max.v, block_max.v + lanes, -kInf<T>);
+      for (int64_t j = j0; j < j1; ++j) {
+        for_each_vector<T>(t.w, [&](int64_t c, int64_t count) {
+          const Vec<T> v = load_n(x + j * sx + c, count, -kInf<T>);
+          simd::store(block_max.v + c, simd::max<T>(v, lanes_at(block_max, c)));
+        });
+      }
+      for (int64_t c = 0; c < t.w; ++c) {
+        if (!(block_max.v[c] > m.v[c])) continue;
+        if (m.v[c] > -kInf<T>) {  // sums so far were taken against a smaller maximum
+          const double factor = std::exp(double(m.v[c]) - double(block_max.v[c]));
+          for (int k = 0; k < K; ++k) state.sums[k].scale(c, factor);
+        }
+        m.v[c] = block_max.v[c];
+        shift.v[c] = m.v[c];
+      }
+      for_each_sum<K>([&](auto k) {
+        column_sum(t, j0, j1, [&](int64_t j, int64_t c, int64_t count) {
+          // The next block arrives while this one computes (its max pass then finds it in
+          // cache); the first sum's pass fetches it.
+          if constexpr (decltype(k)::value == 0) {
+            simd::prefetch(x + std::min(j + j1 - j0, t.n - 1) * sx + c);
+          }
+          return Operation::terms(TileView<T, Red>{t, j, c, count, lanes_at(shift, c)})[k];
+        }, state.sums[k]);
+      });
     }
+    return std::all_of(m.v, m.v + t.w, [](T v) { return is_finite(v); });
   }
 }
 
 // The states of consecutive row slices of one tile, as if one first pass had seen them all:
-// each column's slices combine as a row's do (rows.hpp). Every slice's maxima must be finite.
-template <class T>
-void combine_columns(Op op, const ColumnState<T>* parts, int count, int64_t w,
-                     ColumnState<T>& total) {
+// each column's slices combine as a row's do (reductions.hpp). Every slice's maxima must be
+// finite.
+template <class Operation, class T>
+void combine_columns(const ColumnState<Operation, T>* parts, int count, int64_t w,
+                     ColumnState<Operation, T>& total) {
+  using Red = typename Operation::Reduction;
+  constexpr int K = Red::kSums;
   for (int64_t c = 0; c < w; ++c) {
-    const Partial p = combine(count, [&](int i) {
-      Partial slice;  // the backward ops have no maxima: -inf, no rescaling
-      if (is_forward(op)) slice.max = parts[i].m.v[c];
-      slice.sum.add(parts[i].sums.value(c));
-      if (op == Op::softmax_jvp) slice.dot.add(parts[i].dots.value(c));
+    const typename Red::Partial p = Red::combine(count, [&](int i) {
+      typename Red::Partial slice;
+      if constexpr (Red::kHasMax) slice.max = parts[i].m.v[c];
+      for (int k = 0; k < K; ++k) slice.sum[k].add(parts[i].sums[k].value(c));
       return slice;
     });
-    total.m.v[c] = T(p.max);
-    total.sums.total[c] = p.sum.value();
-    total.sums.carry[c] = 0;
-    total.dots.total[c] = p.dot.value();
-    total.dots.carry[c] = 0;
+    if constexpr (Red::kHasMax) total.m.v[c] = T(p.max);
+    for (int k = 0; k < K; ++k) {
+      total.sums[k].total[c] = p.sum[k].value();
+      total.sums[k].carry[c] = 0;
+    }
   }
 }
 
-// The tile's outputs from its (combined) first pass.
-template <class T>
-void tile_second_pass(Op op, const Tile<T>& t, const ColumnState<T>& state) {
-  const Lanes<T>& m = state.m;
-  Lanes<T> per_column;
-  auto x_at = [&](int64_t j, int64_t c, int64_t count, T fill) {
-    return load_n(t.x + j * t.sx + c, count, fill);
-  };
-  auto g_at = [&](int64_t j, int64_t c, int64_t count) {
-    return load_n(t.g + j * t.sg + c, count, T(0));
-  };
-  // out row j = value(j, c, count) over the tile's columns.
-  auto write = [&](T* base, int64_t stride, auto&& value) {
-    for (int64_t j = 0; j < t.n; ++j) {
-      write_row(base + j * stride, t.w, t.stream,
-                [&](int64_t c, int64_t count) { return value(j, c, count); });
+// Every output of tile row j at columns [c, c + count), all computed before any is stored:
+// an output may be an input.
+template <class Operation, class T, class C, class View, std::size_t... I>
+void store_outputs(const Tile<T>& t, int64_t j, int64_t c, int64_t count, const C& constants,
+                   const View& view, std::index_sequence<I...>) {
+  constexpr Role roles[] = {Operation::kOutputs[I]...};
+  const Vec<T> values[] = {Operation::template output<Operation::kOutputs[I]>(constants, view)...};
+  for (std::size_t o = 0; o < sizeof...(I); ++o) {
+    store_n(t.at[roles[o]] + j * t.stride[roles[o]] + c, values[o], count);
+  }
+}
+
+// The tile's outputs from its (combined) first pass. exp(x - max) is computed again rather
+// than kept: out may be g itself, and a kept tile would be N x W extra memory per thread.
+template <class Operation, class T>
+void tile_second_pass(const Tile<T>& tile, const ColumnState<Operation, T>& state) {
+  const Tile<T> t = tile;  // a streamed store may alias anything, a local no pointer
+  using Red = typename Operation::Reduction;
+  constexpr int K = Red::kSums;
+  constexpr int kC = Operation::kConstants;
+  Lanes<T> constants[kC];
+  for (int64_t c = 0; c < t.w; ++c) {
+    std::array<double, K> sums;
+    for (int k = 0; k < K; ++k) sums[k] = state.sums[k].value(c);
+    const std::array<T, kC> d = Operation::template derive<T>(sums);
+    for (int k = 0; k < kC; ++k) constants[k].v[c] = d[k];
+  }
+  const auto view = [&](int64_t j, int64_t c, int64_t count) {
+    if constexpr (Red::kHasMax) {
+      return TileView<T, Red>{t, j, c, count, lanes_at(state.m, c)};
+    } else {
+      return TileView<T, Red>{t, j, c, count, Vec<T>{}};
     }
   };
-  switch (op) {
-    case Op::softmax: {
-      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(1.0 / state.sums.value(c));
-      write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {
-        const Vec<T> e = simd::exp_nonpositive<T>(x_at(j, c, count, -kInf<T>) - lanes_at(m, c));
-        return e * lanes_at(per_column, c);
-      });
-      return;
-    }
-    case Op::log_softmax: {
-      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(std::log(state.sums.value(c)));
-      write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {
-        return (x_at(j, c, count, T(0)) - lanes_at(m, c)) - lanes_at(per_column, c);
-      });
-      return;
-    }
-    case Op::softmax_backward: {
-      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(state.sums.value(c));
-      write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {
-        return x_at(j, c, count, T(0)) * (g_at(j, c, count) - lanes_at(per_column, c));
-      });
-      return;
-    }
-    case Op::log_softmax_backward: {
-      for (int64_t c = 0; c < t.w; ++c) per_column.v[c] = T(state.sums.value(c));
-      write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {
-        const Vec<T> p = simd::exp<T>(x_at(j, c, count, T(0)));
-        return g_at(j, c, count) - p * lanes_at(per_column, c);
-      });
-      return;
-    }
-    case Op::softmax_jvp: {
-      Lanes<T> inv;
-      for (int64_t c = 0; c < t.w; ++c) {
-        inv.v[c] = T(1.0 / state.sums.value(c));
-        per_column.v[c] = T(state.dots.value(c) / state.sums.value(c));
-      }
-      // exp(x - max) is computed again rather than kept: out may be g itself, and a kept tile
-      // would be N x W extra memory per thread.
-      auto y = [&](int64_t j, int64_t c, int64_t count) {
-        const Vec<T> e = simd::exp_nonpositive<T>(x_at(j, c, count, -kInf<T>) - lanes_at(m, c));
-        return e * lanes_at(inv, c);
-      };
-      if (!t.s) {
-        write(t.out, t.so, [&](int64_t j, int64_t c, int64_t count) {
-          return y(j, c, count) * (g_at(j, c, count) - lanes_at(per_column, c));
-        });
-        return;
-      }
-      // Both outputs from one read of each element: s may be x itself.
+  const auto constants_at = [&](int64_t c) {
+    std::array<Vec<T>, kC> v;
+    for (int k = 0; k < kC; ++k) v[k] = lanes_at(constants[k], c);
+    return v;
+  };
+  constexpr std::size_t outputs = std::size(Operation::kOutputs);
+  if constexpr (outputs > 1) {
+    // All outputs wanted: from one read of each element.
+    if (std::all_of(std::begin(Operation::kOutputs), std::end(Operation::kOutputs),
+                    [&](Role role) { return t.at[role] != nullptr; })) {
       for (int64_t j = 0; j < t.n; ++j) {
         for_each_vector<T>(t.w, [&](int64_t c, int64_t count) {
-          const Vec<T> s = y(j, c, count);
-          const Vec<T> out = s * (g_at(j, c, count) - lanes_at(per_column, c));
-          store_n(t.s + j * t.ss + c, s, count);
-          store_n(t.out + j * t.so + c, out, count);
+          store_outputs<Operation>(t, j, c, count, constants_at(c), view(j, c, count),
+                                   std::make_index_sequence<outputs>{});
         });
       }
       return;
     }
   }
+  for_each_output<Operation>(t.at, [&](auto role) {
+    constexpr Role r = decltype(role)::value;
+    for (int64_t j = 0; j < t.n; ++j) {
+      write_row(t.at[r] + j * t.stride[r], t.w, t.stream, [&](int64_t c, int64_t count) {
+        return Operation::template output<r>(constants_at(c), view(j, c, count));
+      });
+    }
+  });
 }
 
 // The tile's operation; false when it must be redone column by column (non-finite maximum).
-template <class T>
-bool tile_op(Op op, const Tile<T>& t) {
-  ColumnState<T> state;
-  if (!tile_first_pass(op, t, state)) return false;
-  tile_second_pass(op, t, state);
+template <class Operation, class T>
+bool tile_op(const Tile<T>& t) {
+  ColumnState<Operation, T> state;
+  if (!tile_first_pass<Operation>(t, state)) return false;
+  tile_second_pass<Operation>(t, state);
   return true;
 }
 
@@ -297,10 +262,9 @@ bool tile_op(Op op, const Tile<T>& t) {
 template <class T>
 Tile<T> tile_rows(const Tile<T>& t, int64_t j0, int64_t j1) {
   Tile<T> part = t;
-  part.x += j0 * t.sx;
-  if (part.g) part.g += j0 * t.sg;
-  part.out += j0 * t.so;
-  if (part.s) part.s += j0 * t.ss;
+  for (int i = 0; i < kRoleCount; ++i) {
+    if (part.at.item[i]) part.at.item[i] += j0 * t.stride.item[i];
+  }
   part.n = j1 - j0;
   return part;
 }

@@ -27,30 +27,29 @@ struct Level {
   bool (*supported)();
 };
 
-bool always() { return true; }
-
+// supports_<level>: whether this CPU runs that level's kernels, for each level that can be built.
+bool supports_baseline() { return true; }
 #if defined(FASTSOFTMAX_X86)
 // The feature sets of x86-64-v3 and x86-64-v4, which the levels are compiled for.
 // __builtin_cpu_supports also checks that the OS saves the wider registers.
-bool has_v3() {
+bool supports_avx2() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
          __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
          __builtin_cpu_supports("f16c") && __builtin_cpu_supports("movbe") &&
          __builtin_cpu_supports("lzcnt");
 }
-bool has_v4() {
-  return has_v3() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vl");
+bool supports_avx512() {
+  return supports_avx2() && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512cd") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
 }
-const Level kLevels[] = {
-    {"avx512", avx512::run_block, avx512::exp_array, has_v4},
-    {"avx2", avx2::run_block, avx2::exp_array, has_v3},
-    {"baseline", baseline::run_block, baseline::exp_array, always},
-};
-#else
-const Level kLevels[] = {{"baseline", baseline::run_block, baseline::exp_array, always}};
 #endif
+
+// The levels built, best first (the list in _constants.json, for this target).
+#define FASTSOFTMAX_LEVEL_ENTRY(level) \
+  {#level, level::run_block, level::exp_array, supports_##level},
+const Level kLevels[] = {FASTSOFTMAX_FOR_EACH_LEVEL(FASTSOFTMAX_LEVEL_ENTRY)};
+#undef FASTSOFTMAX_LEVEL_ENTRY
 
 const Level* find(const std::string& name) {
   for (const Level& level : kLevels) {

@@ -1,6 +1,7 @@
 // The kernels, written once and compiled once per instruction-set level (see CMakeLists.txt);
 // FASTSOFTMAX_LEVEL names this copy's namespace. This file walks a block; rows.hpp and
-// columns.hpp hold the arithmetic.
+// columns.hpp walk rows and tiles, operations.hpp holds the arithmetic. Every walk is a
+// template on the operation; run_block picks it from the block's Op, once.
 //
 // A block is (M, N, K) reduced along N. Three walks cover every layout:
 // - rows:     the axis has unit stride in every operand; each of the M*K rows is contiguous.
@@ -10,9 +11,10 @@
 //
 // [Note: streaming stores]
 // When the output is larger than the cache can keep (streaming_threshold_bytes, measured: see
-// cache_size.cpp), it is written with non-temporal stores: a normal store first reads the line
-// it writes (a third of the traffic) and evicts the inputs. The next row's inputs are
-// prefetched while a row is computed (see the Note on prefetching the next row in rows.hpp).
+// python/fastsoftmax/_cache_size.py), it is written with non-temporal stores: a normal store
+// first reads the line it writes (a third of the traffic) and evicts the inputs. The next
+// row's inputs are prefetched while a row is computed (see the Note on prefetching the next row
+// in rows.hpp).
 // Only rows of at least kStreamRowBytes stream: on the Zen 4 VM, rows of 128 float32 were
 // 1.2x slower streamed than stored normally, rows of 256 alike, rows of 512 ((98304, 512)
 // softmax) 1.35x faster.
@@ -28,6 +30,8 @@
 
 #include "block.hpp"
 #include "columns.hpp"
+#include "constants.hpp"
+#include "operations.hpp"
 #include "rows.hpp"
 #include "simd.hpp"
 #include "vec_exp.hpp"
@@ -38,10 +42,11 @@ namespace {
 // Elements one thread must have before a call wakes a second one: below this, starting a
 // parallel region (~2 us) costs more than the work it splits. Measured with 2 threads: a
 // (32, 1000) softmax takes 7.3 us instead of 11.3, its backward 4.4 instead of 5.9.
-constexpr int64_t kGrainElements = 1 << 13;
+// (The grain and the split size are in _constants.json, which the Numba backend shares.)
+constexpr int64_t kGrainElements = constants::kGrainElements;
 constexpr int64_t kStreamRowBytes = 1024;
 // Rows at least this long are shared between threads when there are fewer rows than threads.
-constexpr int64_t kSplitElements = 1 << 16;
+constexpr int64_t kSplitElements = constants::kSplitElements;
 
 // `per_thread` elements of scratch for each thread, allocated before a parallel region (nothing
 // inside one may throw). Each thread's part starts on its own cache line: two threads writing
@@ -98,9 +103,21 @@ T* element(const Operand& a, int64_t m, int64_t j, int64_t k) {
   return static_cast<T*>(a.data) + m * a.stride[0] + j * a.stride[1] + k * a.stride[2];
 }
 
+// Each operand's element (m, j, k), null where the block has no such operand. Inlined: the rows
+// walk takes it twice per row.
+template <class T>
+[[gnu::always_inline]] inline ByRole<T*> elements(const Block& b, int64_t m, int64_t j, int64_t k) {
+  ByRole<T*> at;
+  for (int i = 0; i < kRoleCount; ++i) {
+    const Operand& a = b.operands.item[i];
+    at.item[i] = a.data ? element<T>(a, m, j, k) : nullptr;
+  }
+  return at;
+}
+
 bool all_strides(const Block& b, int dim, int64_t value) {
-  for (const Operand* a : {&b.x, &b.g, &b.out, &b.s}) {
-    if (a->data && a->stride[dim] != value) return false;
+  for (const Operand& a : b.operands.item) {
+    if (a.data && a.stride[dim] != value) return false;
   }
   return true;
 }
@@ -114,42 +131,44 @@ void scatter(const T* src, int64_t n, T* dst, int64_t stride) {
   for (int64_t i = 0; i < n; ++i) dst[i * stride] = src[i];
 }
 
-// The elements of gathered_row's buffer.
+// The elements of gathered_row's buffer: a row of each operand, and the scratch row.
 template <class T>
 int64_t gathered_elements(int64_t n) {
-  return 4 * n + scratch_elements<T>(n);
+  return kRoleCount * n + scratch_elements<T>(n);
 }
 
-// One row (m, k) of any layout through contiguous copies. `buffer` holds gathered_elements(n).
-template <class T>
+// One row (m, k) of any layout through contiguous copies: the operation's inputs gathered,
+// its outputs scattered. `buffer` holds gathered_elements(n).
+template <class Operation, class T>
 void gathered_row(const Block& b, int64_t m, int64_t k, T* buffer) {
   const int64_t n = b.n;
-  T* const x = buffer;
-  T* const g = buffer + n;
-  T* const out = buffer + 2 * n;
-  T* const s = buffer + 3 * n;
-  gather(element<T>(b.x, m, 0, k), b.x.stride[1], n, x);
-  if (b.g.data) gather(element<T>(b.g, m, 0, k), b.g.stride[1], n, g);
+  const ByRole<T*> at = elements<T>(b, m, 0, k);
+  Row<T> row;
+  for (int i = 0; i < kRoleCount; ++i) row.item[i] = at.item[i] ? buffer + i * n : nullptr;
+  for (Role role : Operation::kInputs) {
+    if (at[role]) gather(at[role], b.operands[role].stride[1], n, row[role]);
+  }
   RowContext<T> ctx;
-  ctx.scratch = buffer + 4 * n;
-  row_op<T>(b.op, {x, g, out, b.s.data ? s : nullptr}, n, ctx);
-  scatter(out, n, element<T>(b.out, m, 0, k), b.out.stride[1]);
-  if (b.s.data) scatter(s, n, element<T>(b.s, m, 0, k), b.s.stride[1]);
+  ctx.scratch = buffer + kRoleCount * n;
+  row_op<Operation>(row, n, ctx);
+  for (Role role : Operation::kOutputs) {
+    if (at[role]) scatter(row[role], n, at[role], b.operands[role].stride[1]);
+  }
 }
 
 template <class T>
 Row<T> row_at(const Block& b, int64_t r) {
-  const int64_t m = r / b.k, k = r % b.k;
-  return {element<T>(b.x, m, 0, k), b.g.data ? element<T>(b.g, m, 0, k) : nullptr,
-          element<T>(b.out, m, 0, k), b.s.data ? element<T>(b.s, m, 0, k) : nullptr};
+  return elements<T>(b, r / b.k, 0, r % b.k);
 }
 
 // Fewer rows than threads, each long: every thread takes a slice of every row. The first pass's
-// partials meet at a barrier, combine exactly (rows.hpp), and each thread writes its slice.
-template <class T>
+// partials meet at a barrier, combine exactly (reductions.hpp), and each thread writes its
+// slice.
+template <class Operation, class T>
 void split_rows(const Block& b, int threads, bool stream) {
 #ifdef _OPENMP
-  std::vector<Partial> parts(static_cast<std::size_t>(threads));
+  using Red = typename Operation::Reduction;
+  std::vector<typename Red::Partial> parts(static_cast<std::size_t>(threads));
   note_parallel_region();
 #pragma omp parallel num_threads(threads)
   {
@@ -160,25 +179,26 @@ void split_rows(const Block& b, int threads, bool stream) {
     ctx.stream = stream;
     for (int64_t r = 0; r < b.m * b.k; ++r) {
       const Row<T> row = row_at<T>(b, r);
-      parts[t] = first_pass(b.op, row, begin, end, no_prefetch);
+      parts[t] = first_pass<Operation>(row, begin, end, no_prefetch);
 #pragma omp barrier
-      const Partial total = combine(count, [&](int i) { return parts[i]; });
-      if (is_forward(b.op) && !is_finite(T(total.max))) {
-        if (t == 0) limit_forward(b.op, row, b.n);
+      const auto total = Red::combine(count, [&](int i) { return parts[i]; });
+      if (needs_limit<Operation, T>(total)) {
+        if (t == 0) limit_rows<Operation>(row, kUnitStrides, b.n);
       } else {
-        second_pass(b.op, row, begin, end, total, ctx);
+        second_pass<Operation>(row, begin, end, total, ctx);
       }
 #pragma omp barrier  // parts[] is reused by the next row
     }
     if (stream) simd::stream_fence();
   }
 #else
+  (void)b;
   (void)threads;
   (void)stream;
 #endif
 }
 
-template <class T>
+template <class Operation, class T>
 void walk_rows(const Block& b, int threads) {
   const int64_t rows = b.m * b.k;
   const int64_t elements = rows * b.n;
@@ -186,11 +206,11 @@ void walk_rows(const Block& b, int threads) {
                       b.n * int64_t(sizeof(T)) >= kStreamRowBytes;
   const int by_work = threads_for(threads, elements, elements);
   if (rows < by_work && b.n >= kSplitElements) {
-    split_rows<T>(b, by_work, stream);
+    split_rows<Operation, T>(b, by_work, stream);
     return;
   }
   const int nt = threads_for(threads, rows, elements);
-  const bool cached = needs_scratch_row<T>(b.op, b.n);
+  const bool cached = needs_scratch_row<Operation, T>(b.n);
   const Scratch<T> scratch(nt, cached ? scratch_elements<T>(b.n) : 0);
   parallel_ranges(rows, nt, [&](int64_t begin, int64_t end, int64_t t) {
     RowContext<T> ctx;
@@ -201,83 +221,78 @@ void walk_rows(const Block& b, int threads) {
       // next row into L2 evicted this one's (measured 20% slower on (8, 50257) backward).
       if (stream && r + 1 < end) {
         const Row<T> next = row_at<T>(b, r + 1);
-        ctx.next_x = next.x;
-        ctx.next_g = next.g;
+        ctx.next_x = next[Role::x];
+        ctx.next_g = next[Role::g];
       } else {
         ctx.next_x = ctx.next_g = nullptr;
       }
-      row_op<T>(b.op, row_at<T>(b, r), b.n, ctx);
+      row_op<Operation>(row_at<T>(b, r), b.n, ctx);
     }
     if (stream) simd::stream_fence();
   });
 }
 
-template <class T>
+template <class Operation, class T>
 void walk_gathered(const Block& b, int threads) {
   const int64_t rows = b.m * b.k;
   const int nt = threads_for(threads, rows, rows * b.n);
   const Scratch<T> scratch(nt, gathered_elements<T>(b.n));
   parallel_ranges(rows, nt, [&](int64_t begin, int64_t end, int64_t t) {
     for (int64_t r = begin; r < end; ++r) {
-      gathered_row<T>(b, r / b.k, r % b.k, scratch.part(t));
+      gathered_row<Operation>(b, r / b.k, r % b.k, scratch.part(t));
     }
   });
 }
 
 template <class T>
 Tile<T> tile_at(const Block& b, int64_t m, int64_t k0, bool stream) {
-  return {element<T>(b.x, m, 0, k0), b.g.data ? element<T>(b.g, m, 0, k0) : nullptr,
-          element<T>(b.out, m, 0, k0), b.s.data ? element<T>(b.s, m, 0, k0) : nullptr,
-          b.x.stride[1], b.g.stride[1], b.out.stride[1], b.s.stride[1],
-          b.n, std::min(kMaxTileWidth, b.k - k0), stream};
+  Tile<T> tile{elements<T>(b, m, 0, k0), {}, b.n, std::min(kMaxTileWidth, b.k - k0), stream};
+  for (int i = 0; i < kRoleCount; ++i) tile.stride.item[i] = b.operands.item[i].stride[1];
+  return tile;
 }
 
 // Column k of block index m alone, for a tile where some column's maximum is not finite: as a
-// tile one column wide, or through the scalar limit path when it is such a column. Nothing is
+// tile one column wide, or through the limit rule when it is such a column. Nothing is
 // allocated (a gathered copy of a column of 200,000,000 rows would be 4 GB per thread).
-template <class T>
+template <class Operation, class T>
 void redo_column(const Block& b, int64_t m, int64_t k) {
   Tile<T> column = tile_at<T>(b, m, k, false);
   column.w = 1;
-  if (tile_op<T>(b.op, column)) return;
-  if (b.op == Op::softmax_jvp) {
-    limit_jvp(column.x, column.sx, column.out, column.so, column.s, column.ss, b.n);
-  } else {
-    limit_row(column.x, column.sx, column.out, column.so, b.n, b.op == Op::log_softmax);
-  }
+  if (tile_op<Operation>(column)) return;
+  limit_rows<Operation>(column.at, column.stride, b.n);
 }
 
 // Fewer tiles than threads (few columns along a long axis): every thread takes a slice of every
 // tile's rows, as split_rows does with long rows. The slices' first passes meet at a barrier
 // and combine exactly, then each thread writes its slice. A tile where some slice has a column
 // maximum that is not finite is redone column by column, its columns shared between threads.
-// Measured on the Zen 4 VM along axis 0, 2 threads, against the half-width tiles per thread
-// this replaced: (4096, 1024) softmax_backward 2.3-2.7 -> 0.8-1.6 ms, softmax_jvp 3.8-4.2 ->
-// 2.2-2.4 ms, softmax unchanged; (1024, 64) softmax_backward 80 -> 18 us.
-template <class T>
+// Measured on the Zen 4 VM along axis 0, 2 threads, against half-width tiles per thread:
+// (4096, 1024) softmax_backward 2.3-2.7 -> 0.8-1.6 ms, softmax_jvp 3.8-4.2 -> 2.2-2.4 ms,
+// softmax unchanged; (1024, 64) softmax_backward 80 -> 18 us.
+template <class Operation, class T>
 void split_tiles(const Block& b, int threads, int64_t tiles_per_m, bool stream) {
 #ifdef _OPENMP
-  std::vector<ColumnState<T>> parts(static_cast<std::size_t>(threads));
+  std::vector<ColumnState<Operation, T>> parts(static_cast<std::size_t>(threads));
   std::vector<char> finite(static_cast<std::size_t>(threads));
   note_parallel_region();
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
     const int count = omp_get_num_threads();
-    ColumnState<T> total;
+    ColumnState<Operation, T> total;
     for (int64_t task = 0; task < b.m * tiles_per_m; ++task) {
       const int64_t m = task / tiles_per_m;
       const int64_t k0 = task % tiles_per_m * kMaxTileWidth;
       const Tile<T> tile = tile_at<T>(b, m, k0, stream);
       const Tile<T> slice = tile_rows(tile, b.n * t / count, b.n * (t + 1) / count);
-      finite[t] = tile_first_pass(b.op, slice, parts[t]);
+      finite[t] = tile_first_pass<Operation>(slice, parts[t]);
 #pragma omp barrier
       if (std::all_of(finite.begin(), finite.begin() + count, [](char f) { return f != 0; })) {
-        combine_columns(b.op, parts.data(), count, tile.w, total);
-        tile_second_pass(b.op, slice, total);
+        combine_columns<Operation>(parts.data(), count, tile.w, total);
+        tile_second_pass<Operation>(slice, total);
       } else {
         for (int64_t k = k0 + tile.w * t / count; k < k0 + tile.w * (t + 1) / count; ++k) {
-          redo_column<T>(b, m, k);
+          redo_column<Operation, T>(b, m, k);
         }
       }
 #pragma omp barrier  // parts[] is reused by the next tile
@@ -285,13 +300,14 @@ void split_tiles(const Block& b, int threads, int64_t tiles_per_m, bool stream) 
     if (stream) simd::stream_fence();
   }
 #else
+  (void)b;
   (void)threads;
   (void)tiles_per_m;
   (void)stream;
 #endif
 }
 
-template <class T>
+template <class Operation, class T>
 void walk_columns(const Block& b, int threads) {
   // Tiles as wide as K allows (see the Note on tile width).
   const int64_t tiles_per_m = (b.k + kMaxTileWidth - 1) / kMaxTileWidth;
@@ -306,7 +322,7 @@ void walk_columns(const Block& b, int threads) {
   // threads 2x slower than on 1 with one grain.
   const int by_work = threads_for(threads, b.n, elements / 4);
   if (by_work > 1 && (tasks < by_work || (tasks < 2 * by_work && b.k % kMaxTileWidth != 0))) {
-    split_tiles<T>(b, by_work, tiles_per_m, stream);
+    split_tiles<Operation, T>(b, by_work, tiles_per_m, stream);
     return;
   }
   const int nt = threads_for(threads, tasks, elements);
@@ -315,22 +331,31 @@ void walk_columns(const Block& b, int threads) {
       const int64_t m = task / tiles_per_m;
       const int64_t k0 = task % tiles_per_m * kMaxTileWidth;
       const Tile<T> tile = tile_at<T>(b, m, k0, stream);
-      if (!tile_op<T>(b.op, tile)) {
-        for (int64_t k = k0; k < k0 + tile.w; ++k) redo_column<T>(b, m, k);
+      if (!tile_op<Operation>(tile)) {
+        for (int64_t k = k0; k < k0 + tile.w; ++k) redo_column<Operation, T>(b, m, k);
       }
     }
     if (stream) simd::stream_fence();
   });
 }
 
-template <class T>
+template <class Operation, class T>
 void run(const Block& b, int threads) {
   if (b.n == 1 || all_strides(b, 1, 1)) {
-    walk_rows<T>(b, threads);
+    walk_rows<Operation, T>(b, threads);
   } else if (b.k > 1 && all_strides(b, 2, 1)) {
-    walk_columns<T>(b, threads);
+    walk_columns<Operation, T>(b, threads);
   } else {
-    walk_gathered<T>(b, threads);
+    walk_gathered<Operation, T>(b, threads);
+  }
+}
+
+template <class Operation>
+void run_typed(const Block& b, int threads) {
+  if (b.dtype == DType::float32) {
+    run<Operation, float>(b, threads);
+  } else {
+    run<Operation, double>(b, threads);
   }
 }
 
@@ -351,11 +376,19 @@ void exp_array(DType dtype, const void* in, void* out, std::int64_t n) {
   }
 }
 
+// The one place that knows which operation an Op names.
 void run_block(const Block& block, int threads) {
-  if (block.dtype == DType::float32) {
-    run<float>(block, threads);
-  } else {
-    run<double>(block, threads);
+  switch (block.op) {
+    case Op::softmax:
+      return run_typed<Softmax>(block, threads);
+    case Op::log_softmax:
+      return run_typed<LogSoftmax>(block, threads);
+    case Op::softmax_backward:
+      return run_typed<SoftmaxBackward>(block, threads);
+    case Op::log_softmax_backward:
+      return run_typed<LogSoftmaxBackward>(block, threads);
+    case Op::softmax_jvp:
+      return run_typed<SoftmaxJvp>(block, threads);
   }
 }
 

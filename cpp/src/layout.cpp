@@ -17,13 +17,8 @@ namespace {
 
 struct Group {
   std::int64_t size;
-  std::int64_t stride[4];  // x, g, out, s
+  std::int64_t stride[kRoleCount];  // per operand, as Call::operands.item
 };
-
-const ArrayRef& operand(const Call& call, int i) {
-  const ArrayRef* refs[4] = {&call.x, &call.g, &call.out, &call.s};
-  return *refs[i];
-}
 
 // Fixed capacity (NumPy allows at most 64 dimensions): no allocation on the per-call path.
 constexpr int kMaxDims = 64;
@@ -39,23 +34,26 @@ Groups merged_groups(const Call& call) {
     if (d != call.axis && call.shape[d] != 1) dims[ndims++] = d;
   }
   std::stable_sort(dims, dims + ndims, [&](int a, int b) {
-    return std::llabs(call.out.strides[a]) > std::llabs(call.out.strides[b]);
+    const std::int64_t* out = call.operands[Role::out].strides;
+    return std::llabs(out[a]) > std::llabs(out[b]);
   });
   Groups groups;
   for (int i = 0; i < ndims; ++i) {
     const int d = dims[i];
-    Group next{call.shape[d], {0, 0, 0, 0}};
-    for (int i = 0; i < 4; ++i) {
-      const ArrayRef& ref = operand(call, i);
+    Group next{call.shape[d], {}};
+    for (int i = 0; i < kRoleCount; ++i) {
+      const ArrayRef& ref = call.operands.item[i];
       if (ref.data) next.stride[i] = ref.strides[d];
     }
     if (groups.count > 0) {
       Group& last = groups.group[groups.count - 1];
       bool mergeable = true;
-      for (int i = 0; i < 4; ++i) mergeable &= last.stride[i] == next.stride[i] * next.size;
+      for (int i = 0; i < kRoleCount; ++i) {
+        mergeable &= last.stride[i] == next.stride[i] * next.size;
+      }
       if (mergeable) {
         last.size *= next.size;
-        std::copy(next.stride, next.stride + 4, last.stride);
+        std::copy(next.stride, next.stride + kRoleCount, last.stride);
         continue;
       }
     }
@@ -69,7 +67,7 @@ Groups merged_groups(const Call& call) {
 void compute(const Call& call) {
   const Groups groups = merged_groups(call);
   // The last group (smallest stride) is K, the one before it M; any others are looped here.
-  const Group unit{1, {0, 0, 0, 0}};
+  const Group unit{1, {}};
   const int count = groups.count;
   const Group inner = count < 1 ? unit : groups.group[count - 1];
   const Group outer = count < 2 ? unit : groups.group[count - 2];
@@ -81,25 +79,26 @@ void compute(const Call& call) {
   block.m = outer.size;
   block.n = call.shape[call.axis];
   block.k = inner.size;
-  Operand* operands[4] = {&block.x, &block.g, &block.out, &block.s};
-  for (int i = 0; i < 4; ++i) {
-    const ArrayRef& ref = operand(call, i);
+  for (int i = 0; i < kRoleCount; ++i) {
+    const ArrayRef& ref = call.operands.item[i];
     if (!ref.data) continue;
-    operands[i]->stride[0] = outer.stride[i];
-    operands[i]->stride[1] = ref.strides[call.axis];
-    operands[i]->stride[2] = inner.stride[i];
+    Operand& operand = block.operands.item[i];
+    operand.stride[0] = outer.stride[i];
+    operand.stride[1] = ref.strides[call.axis];
+    operand.stride[2] = inner.stride[i];
   }
 
   const std::size_t itemsize = call.dtype == DType::float32 ? 4 : 8;
   const BlockKernel kernel = selected_kernel();
   std::int64_t index[kMaxDims] = {};
   while (true) {
-    for (int i = 0; i < 4; ++i) {
-      const ArrayRef& ref = operand(call, i);
+    for (int i = 0; i < kRoleCount; ++i) {
+      const ArrayRef& ref = call.operands.item[i];
       if (!ref.data) continue;
       std::int64_t offset = 0;
       for (int j = 0; j < looped; ++j) offset += index[j] * groups.group[j].stride[i];
-      operands[i]->data = static_cast<char*>(ref.data) + offset * static_cast<std::int64_t>(itemsize);
+      block.operands.item[i].data =
+          static_cast<char*>(ref.data) + offset * static_cast<std::int64_t>(itemsize);
     }
     kernel(block, call.threads);
     // Odometer over the looped groups, last fastest.

@@ -76,6 +76,8 @@ void check_operand(const py::array& a, const py::array& like, bool writeable, co
   op.ref.strides = op.strides;
 }
 
+// The operands of a call by role: x, g (None for the forward ops), out and s (None unless
+// softmax_jvp is asked for it), checked against x.
 void run(Op op, const py::array& x, const py::object& g, const py::array& out,
          const py::object& s, int axis, int threads) {
   if (x.ndim() < 1 || x.ndim() > kMaxDims || axis < 0 || axis >= x.ndim()) {
@@ -83,22 +85,29 @@ void run(Op op, const py::array& x, const py::object& g, const py::array& out,
   }
   std::int64_t shape[kMaxDims];
   std::copy(x.shape(), x.shape() + x.ndim(), shape);
-  Operand ox, og, oo, os;
-  check_operand(x, x, false, "x", ox);
-  if (!g.is_none()) check_operand(g.cast<py::array>(), x, false, "grad", og);
-  check_operand(out, x, true, "out", oo);
-  if (!s.is_none()) check_operand(s.cast<py::array>(), x, true, "s_out", os);
-
+  struct Given {
+    fastsoftmax::Role role;
+    py::handle array;  // None where the call has no such operand
+    const char* name;
+    bool writeable;
+  };
+  const Given given[] = {{fastsoftmax::Role::x, x, "x", false},
+                         {fastsoftmax::Role::g, g, "grad", false},
+                         {fastsoftmax::Role::out, out, "out", true},
+                         {fastsoftmax::Role::s, s, "s_out", true}};
+  fastsoftmax::ByRole<Operand> operands;
   fastsoftmax::Call call;
+  for (const Given& operand : given) {
+    if (operand.array.is_none()) continue;
+    check_operand(operand.array.cast<py::array>(), x, operand.writeable,
+                  operand.name, operands[operand.role]);
+    call.operands[operand.role] = operands[operand.role].ref;
+  }
   call.op = op;
   call.dtype = dtype_of(x);
   call.ndim = static_cast<int>(x.ndim());
   call.shape = shape;
   call.axis = axis;
-  call.x = ox.ref;
-  call.g = og.ref;
-  call.out = oo.ref;
-  call.s = os.ref;
   call.threads = threads < 1 ? 1 : threads;
   // Safe without the GIL: the kernels touch only these buffers, which the py::array arguments
   // keep alive until we return, and no Python object.
@@ -267,6 +276,8 @@ PYBIND11_MODULE(_core, m) {
         "Whether this process was forked after a parallel region ran (see dispatch.cpp).");
   m.def("streaming_threshold_bytes", &fastsoftmax::streaming_threshold_bytes,
         "Outputs larger than this are written past the cache.");
+  m.def("_set_streaming_threshold_bytes", &fastsoftmax::set_streaming_threshold_bytes,
+        py::arg("bytes"), "Set by fastsoftmax._backends at import (see _cache_size.py).");
   m.def("_exp", &exp_values, py::arg("x"),
         "The kernels' vectorised exp, elementwise (for its accuracy tests).");
 }

@@ -1,16 +1,19 @@
-// The row kernels: one contiguous row, or a slice of one when threads share a long row.
+// The rows walk: one contiguous row, or a slice of one when threads share a long row, for any
+// operation (operations.hpp).
 //
 // [Note: passes over a row]
-// A row short enough to stay in L2 (kCachedRowBytes) makes three passes for the softmax: max;
-// exp stored in a per-thread scratch row and summed; output = scratch / sum. Only the first
+// A row short enough to stay in L2 (kCachedRowBytes), of an operation that keeps e (kKeepsE:
+// softmax, softmax_jvp), makes three passes: max; exp stored in a per-thread scratch row and
+// summed (further sums, from the scratch row); the outputs from the scratch row. Only the first
 // reads memory and only the last writes it, once. A single "online" max-and-sum pass would need
 // a second exp per element, which measured slower for such rows.
 // A longer row would push its scratch out of cache, so it is walked in L1-sized blocks: each
 // block's max, then its exps summed against the running max (the sum rescaled when the max
 // grows), then a second pass recomputes exp for the output: two exps per element, but two reads
-// and one write of memory. The same first pass over a slice of the row gives per-thread
-// partial (max, sum) pairs that combine exactly, which is how threads share one long row.
-// The backward is always two passes: the dot product, then the output.
+// and one write of memory (log_softmax, whose output needs no e, always walks so). The same
+// first pass over a slice of the row gives per-thread partials that combine exactly
+// (reductions.hpp), which is how threads share one long row. A plain reduction (the
+// backwards) is always two passes: the sums, then the output.
 //
 // [Note: prefetching the next row]
 // Out of cache, the next row's inputs are prefetched while this row is computed: its x during
@@ -29,6 +32,9 @@
 #include <limits>
 
 #include "fastsoftmax/fastsoftmax.hpp"
+#include "operands.hpp"
+#include "operations.hpp"
+#include "reductions.hpp"
 #include "vec_exp.hpp"
 #include "vector_loops.hpp"
 
@@ -85,103 +91,6 @@ bool has_nan(const T* x, int64_t n) {
   return false;
 }
 
-// exp(x - m) into e, returning its sum; prefetch(i) is called alongside, so that the next
-// row's input arrives while this row computes.
-template <class T, class Prefetch>
-double exp_store_sum(const T* x, T m, T* e, int64_t n, Prefetch&& prefetch) {
-  return fold_sum<T>(n, [&](int64_t i, int64_t count) {
-    prefetch(i);
-    const Vec<T> v = simd::exp_nonpositive<T>(load_n(x + i, count, -kInf<T>) - m);
-    store_n(e + i, v, count);
-    return v;
-  });
-}
-
-// The sums below call prefetch(i) alongside element i, like exp_store_sum.
-constexpr auto no_prefetch = [](int64_t) {};
-
-template <class T, class Prefetch>
-double exp_sum(const T* x, T m, int64_t n, Prefetch&& prefetch) {
-  return fold_sum<T>(n, [&](int64_t i, int64_t count) {
-    prefetch(i);
-    return simd::exp_nonpositive<T>(load_n(x + i, count, -kInf<T>) - m);
-  });
-}
-
-template <class T, class Prefetch>
-double dot(const T* a, const T* b, int64_t n, Prefetch&& prefetch) {
-  return fold_sum<T>(n, [&](int64_t i, int64_t count) {
-    prefetch(i);
-    return load_n(a + i, count, T(0)) * load_n(b + i, count, T(0));
-  });
-}
-
-template <class T, class Prefetch>
-double sum(const T* a, int64_t n, Prefetch&& prefetch) {
-  return fold_sum<T>(n, [&](int64_t i, int64_t count) {
-    prefetch(i);
-    return load_n(a + i, count, T(0));
-  });
-}
-
-// sum of exp(x - m) and of exp(x - m) * v in one pass (softmax_jvp on a long row).
-template <class T, class Prefetch>
-void exp_sum_dot(const T* x, T m, const T* v, int64_t n, double& total, double& dot_total,
-                 Prefetch&& prefetch) {
-  simd::WideSum<T> s, d;
-  for_each_vector<T>(n, [&](int64_t i, int64_t count) {
-    prefetch(i);
-    const Vec<T> e = simd::exp_nonpositive<T>(load_n(x + i, count, -kInf<T>) - m);
-    s.add(e);
-    d.add(e * load_n(v + i, count, T(0)));
-  });
-  total = s.total();
-  dot_total = d.total();
-}
-
-// [Note: rows whose maximum is not finite]
-// Subtracting the maximum fails only when it is +inf (inf - inf) or -inf (the row is all -inf,
-// or -inf and NaN). Both are rare, so the fast path only tests the maximum and this scalar
-// path does the rest: a NaN anywhere, or no +inf, makes the row NaN; otherwise the k entries at
-// +inf share probability 1 (log-probability -log k) and the rest get 0 (-inf).
-// Returns false when the row came out NaN.
-template <class T>
-bool limit_row(const T* x, int64_t sx, T* out, int64_t so, int64_t n, bool log) {
-  int64_t infinite = 0;
-  bool nan = false;
-  for (int64_t i = 0; i < n; ++i) {
-    infinite += x[i * sx] == kInf<T>;
-    nan |= x[i * sx] != x[i * sx];
-  }
-  if (nan || infinite == 0) {
-    for (int64_t i = 0; i < n; ++i) out[i * so] = std::numeric_limits<T>::quiet_NaN();
-    return false;
-  }
-  // 0 - log k, not -log k: a lone +inf gets +0, as x - max gives where max is finite.
-  const T hit = log ? T(0) - std::log(T(infinite)) : T(1) / T(infinite);
-  const T miss = log ? -kInf<T> : T(0);
-  for (int64_t i = 0; i < n; ++i) out[i * so] = x[i * sx] == kInf<T> ? hit : miss;
-  return true;
-}
-
-// softmax_jvp in a row whose maximum is not finite: s (if wanted) is the limit, the product
-// NaN or 0 (the Jacobian of a saturated softmax is zero).
-template <class T>
-void limit_jvp(const T* x, int64_t sx, T* out, int64_t so, T* s, int64_t ss, int64_t n) {
-  const bool finite = s ? limit_row(x, sx, s, ss, n, false) : limit_row(x, sx, out, so, n, false);
-  const T value = finite ? T(0) : std::numeric_limits<T>::quiet_NaN();
-  for (int64_t i = 0; i < n; ++i) out[i * so] = value;
-}
-
-// Pointers to one row of each operand; g and s may be null.
-template <class T>
-struct Row {
-  const T* x;
-  const T* g;
-  T* out;
-  T* s;
-};
-
 // What the walk gives a row besides the row itself.
 template <class T>
 struct RowContext {
@@ -210,199 +119,148 @@ struct RowContext {
   }
 };
 
-bool is_forward(Op op) { return op == Op::softmax || op == Op::log_softmax || op == Op::softmax_jvp; }
+constexpr auto no_prefetch = [](int64_t) {};
 
-// The first pass over [begin, end) of a row, reduced to what the second pass needs. The sums
-// are compensated across blocks and slices (a float64 row of 10**7 adds 2,441 block sums).
-struct Partial {
-  double max = -std::numeric_limits<double>::infinity();  // forward ops; NaN never wins it
-  CompensatedSum sum;  // forward: of exp(x - max); softmax_backward: of y g; log: of g
-  CompensatedSum dot;  // softmax_jvp: of exp(x - max) * v
-};
+// Every operand's stride along a contiguous row.
+constexpr ByRole<int64_t> kUnitStrides = {{1, 1, 1, 1}};
 
-// prefetch(i) is called alongside element begin + i.
-template <class T, class Prefetch>
-Partial first_pass(Op op, const Row<T>& r, int64_t begin, int64_t end, Prefetch&& prefetch) {
-  Partial p;
-  if (op == Op::softmax_backward) {
-    p.sum.add(dot(r.x + begin, r.g + begin, end - begin, prefetch));
-    return p;
-  }
-  if (op == Op::log_softmax_backward) {
-    p.sum.add(sum(r.g + begin, end - begin, prefetch));
-    return p;
-  }
-  for (int64_t b = begin; b < end; b += kBlockElements) {
-    const int64_t len = std::min(kBlockElements, end - b);
-    const auto block_prefetch = [&](int64_t i) { prefetch(b - begin + i); };
-    const T block_max = row_max(r.x + b, len);
-    if (block_max == -kInf<T>) {  // contributes nothing, unless it hides a NaN
-      if (has_nan(r.x + b, len)) p.sum.add(std::numeric_limits<double>::quiet_NaN());
-      continue;
-    }
-    if (block_max > p.max) {
-      const double rescale = std::exp(p.max - double(block_max));
-      p.sum.scale(rescale);
-      p.dot.scale(rescale);
-      p.max = block_max;
-    }
-    if (p.max == kInf<double>) continue;  // a limit row: the caller takes the scalar path
-    if (op == Op::softmax_jvp) {
-      double s, d;
-      exp_sum_dot(r.x + b, T(p.max), r.g + b, len, s, d, block_prefetch);
-      p.sum.add(s);
-      p.dot.add(d);
-    } else {
-      p.sum.add(exp_sum(r.x + b, T(p.max), len, block_prefetch));
+// The first pass over [begin, end) of a row, reduced to what the second pass needs (see the
+// Note on passes). prefetch(i) is called alongside element begin + i.
+template <class Operation, class T, class Prefetch>
+typename Operation::Reduction::Partial first_pass(const Row<T>& r, int64_t begin, int64_t end,
+                                                  Prefetch&& prefetch) {
+  using Red = typename Operation::Reduction;
+  constexpr int K = Red::kSums;
+  typename Red::Partial p;
+  const auto add = [&](const std::array<double, K>& sums) {
+    for (int k = 0; k < K; ++k) p.sum[k].add(sums[k]);
+  };
+  if constexpr (!Red::kHasMax) {
+    add(fold_sums<T, K>(end - begin, [&](int64_t i, int64_t count) {
+      prefetch(i);
+      return Operation::terms(RowView<T, Red>{r, begin + i, count, T(0)});
+    }));
+  } else {
+    for (int64_t b = begin; b < end; b += kBlockElements) {
+      const int64_t len = std::min(kBlockElements, end - b);
+      const T block_max = row_max(r[Role::x] + b, len);
+      if (block_max == -kInf<T>) {  // contributes nothing, unless it hides a NaN
+        if (has_nan(r[Role::x] + b, len)) {
+          for (int k = 0; k < K; ++k) p.sum[k].add(std::numeric_limits<double>::quiet_NaN());
+        }
+        continue;
+      }
+      if (block_max > p.max) {
+        const double rescale = std::exp(p.max - double(block_max));
+        for (int k = 0; k < K; ++k) p.sum[k].scale(rescale);
+        p.max = block_max;
+      }
+      if (p.max == kInf<double>) continue;  // a limit row: the caller takes the scalar path
+      const T m = T(p.max);
+      add(fold_sums<T, K>(len, [&](int64_t i, int64_t count) {
+        prefetch(b - begin + i);
+        return Operation::terms(RowView<T, Red>{r, b + i, count, m});
+      }));
     }
   }
   return p;
 }
 
-// The partials part(0), ..., part(count - 1) of consecutive slices of one row, combined as if
-// one pass had seen them all (columns.hpp combines a tile's columns with it too).
-template <class Part>
-Partial combine(int count, Part&& part) {
-  Partial total;
-  for (int t = 0; t < count; ++t) total.max = std::max(total.max, part(t).max);
-  for (int t = 0; t < count; ++t) {
-    const Partial p = part(t);
-    // A slice whose max is -inf holds no mass (its sum is 0, or NaN if it hid a NaN).
-    const double rescale = p.max == -kInf<double> ? 1.0 : std::exp(p.max - total.max);
-    total.sum.add(p.sum.value() * rescale);
-    total.dot.add(p.dot.value() * rescale);
-  }
-  return total;
+// The operation's constants, as vectors, from its combined sums.
+template <class Operation, class T>
+std::array<Vec<T>, Operation::kConstants> row_constants(
+    const typename Operation::Reduction::Partial& p) {
+  const std::array<T, Operation::kConstants> c = Operation::template derive<T>(p.values());
+  std::array<Vec<T>, Operation::kConstants> v;
+  for (int k = 0; k < Operation::kConstants; ++k) v[k] = simd::splat(c[k]);
+  return v;
 }
 
-// The outputs of [begin, end) of a row from the combined first pass. Forward ops need a finite
-// max here; the caller sends other rows to limit_row.
-template <class T>
-void second_pass(Op op, const Row<T>& r, int64_t begin, int64_t end, const Partial& p,
-                 const RowContext<T>& ctx) {
-  const int64_t n = end - begin;
-  const T* x = r.x + begin;
-  const T* g = r.g ? r.g + begin : nullptr;
+// The outputs of [begin, end) of a row from the combined first pass, one pass per output; the
+// next row is prefetched alongside out. A shifted reduction needs a finite max here; the
+// caller sends other rows to the limit rule.
+template <class Operation, class T>
+void second_pass(const Row<T>& row, int64_t begin, int64_t end,
+                 const typename Operation::Reduction::Partial& p, const RowContext<T>& ctx) {
+  using Red = typename Operation::Reduction;
+  const Row<T> r = row;  // local: a streamed store may alias anything, a local no pointer
+  const auto c = row_constants<Operation, T>(p);
+  const T m = Red::kHasMax ? T(p.max) : T(0);
+  const auto prefetch = ctx.second_pass_prefetcher(r[Role::x], begin);
+  for_each_output<Operation>(r, [&](auto role) {
+    write_row(r[role] + begin, end - begin, ctx.stream, [&](int64_t i, int64_t count) {
+      if constexpr (decltype(role)::value == Role::out) prefetch(i);
+      const RowView<T, Red> view{r, begin + i, count, m};
+      return Operation::template output<decltype(role)::value>(c, view);
+    });
+  });
+}
+
+// A row of at most kCachedRowBytes, for an operation that keeps e: e in the scratch row.
+template <class Operation, class T>
+void cached_row(const Row<T>& row, int64_t n, const RowContext<T>& ctx) {
+  using Red = typename Operation::Reduction;
+  const Row<T> r = row;  // as in second_pass
+  using View = RowView<T, Red>;
+  typename Red::Partial p;
+  p.max = row_max(r[Role::x], n);
+  if (!is_finite(T(p.max))) {
+    Operation::limit(r, kUnitStrides, n);
+    return;
+  }
   const T m = T(p.max);
-  const auto prefetch = ctx.second_pass_prefetcher(r.x, begin);
-  switch (op) {
-    case Op::softmax: {
-      const T inv = T(1.0 / p.sum.value());
-      write_row(r.out + begin, n, ctx.stream, [&](int64_t i, int64_t count) {
-        prefetch(i);
-        return simd::exp_nonpositive<T>(load_n(x + i, count, -kInf<T>) - m) * inv;
-      });
-      return;
+  T* const e = place_scratch(ctx.scratch, r[Role::x], r[Role::out]);
+  const auto first_prefetch = ctx.first_pass_prefetcher(r[Role::x], 0);
+  // The first sum alongside the exps stored, the others from the scratch row.
+  for_each_sum<Red::kSums>([&](auto k) {
+    if constexpr (decltype(k)::value == 0) {
+      p.sum[0].add(fold_sum<T>(n, [&](int64_t i, int64_t count) {
+        first_prefetch(i);
+        const View view{r, i, count, m};
+        const Vec<T> v = view.e();
+        store_n(e + i, v, count);
+        return Operation::terms(WithE<View>{view, v})[0];
+      }));
+    } else {
+      p.sum[k].add(fold_sum<T>(n, [&](int64_t i, int64_t count) {
+        return Operation::terms(StoredE<T, Red>{{r, i, count, m}, e})[k];
+      }));
     }
-    case Op::log_softmax: {
-      // [Note: order of subtraction] (x - max) is exact for nearby values and is formed first;
-      // folding max + log(sum) into one constant would round it and lose small log-probabilities.
-      const T lse = T(std::log(p.sum.value()));
-      write_row(r.out + begin, n, ctx.stream, [&](int64_t i, int64_t count) {
-        prefetch(i);
-        return (load_n(x + i, count, T(0)) - m) - lse;
-      });
-      return;
-    }
-    case Op::softmax_jvp: {
-      const double inv = 1.0 / p.sum.value();
-      const T scale = T(inv), d = T(p.dot.value() * inv);
-      auto y = [&](int64_t i, int64_t count) {
-        return simd::exp_nonpositive<T>(load_n(x + i, count, -kInf<T>) - m) * scale;
-      };
-      const auto write_s = [&] {
-        if (r.s) write_row(r.s + begin, n, ctx.stream, y);
-      };
-      // s may be x itself (out then is not): it is written after the product has read x.
-      // Otherwise before, since out may be x.
-      if (r.s != r.x) write_s();
-      write_row(r.out + begin, n, ctx.stream, [&](int64_t i, int64_t count) {
-        prefetch(i);
-        return y(i, count) * (load_n(g + i, count, T(0)) - d);
-      });
-      if (r.s == r.x) write_s();
-      return;
-    }
-    case Op::softmax_backward: {
-      const T d = T(p.sum.value());
-      write_row(r.out + begin, n, ctx.stream, [&](int64_t i, int64_t count) {
-        prefetch(i);
-        return load_n(x + i, count, T(0)) * (load_n(g + i, count, T(0)) - d);
-      });
-      return;
-    }
-    case Op::log_softmax_backward: {
-      const T total = T(p.sum.value());
-      write_row(r.out + begin, n, ctx.stream, [&](int64_t i, int64_t count) {
-        prefetch(i);
-        const Vec<T> q = simd::exp<T>(load_n(x + i, count, T(0)));
-        return load_n(g + i, count, T(0)) - q * total;
-      });
-      return;
-    }
-  }
-}
-
-// A forward row whose maximum is not finite (see the Note above).
-template <class T>
-void limit_forward(Op op, const Row<T>& r, int64_t n) {
-  if (op == Op::softmax_jvp) {
-    limit_jvp(r.x, 1, r.out, 1, r.s, 1, n);
-  } else {
-    limit_row(r.x, 1, r.out, 1, n, op == Op::log_softmax);
-  }
-}
-
-// softmax and softmax_jvp on a row of at most kCachedRowBytes: exp kept in the scratch row.
-template <class T>
-void cached_row(Op op, const Row<T>& r, int64_t n, const RowContext<T>& ctx) {
-  const T m = row_max(r.x, n);
-  if (!is_finite(m)) {
-    limit_forward(op, r, n);
-    return;
-  }
-  T* const e = place_scratch(ctx.scratch, r.x, r.out);
-  const double inv = 1.0 / exp_store_sum(r.x, m, e, n, ctx.first_pass_prefetcher(r.x, 0));
-  const T scale = T(inv);
-  const auto prefetch = ctx.second_pass_prefetcher(r.x, 0);
-  if (op == Op::softmax) {
-    write_row(r.out, n, ctx.stream, [&](int64_t i, int64_t count) {
-      prefetch(i);
-      return load_n(e + i, count, T(0)) * scale;
+  });
+  const auto c = row_constants<Operation, T>(p);
+  const auto prefetch = ctx.second_pass_prefetcher(r[Role::x], 0);
+  for_each_output<Operation>(r, [&](auto role) {
+    write_row(r[role], n, ctx.stream, [&](int64_t i, int64_t count) {
+      if constexpr (decltype(role)::value == Role::out) prefetch(i);
+      const StoredE<T, Red> view{{r, i, count, m}, e};
+      return Operation::template output<decltype(role)::value>(c, view);
     });
-    return;
-  }
-  const T d = T(dot(e, r.g, n, no_prefetch) * inv);
-  if (r.s) {
-    write_row(r.s, n, ctx.stream, [&](int64_t i, int64_t count) {
-      return load_n(e + i, count, T(0)) * scale;
-    });
-  }
-  write_row(r.out, n, ctx.stream, [&](int64_t i, int64_t count) {
-    prefetch(i);
-    return load_n(e + i, count, T(0)) * scale * (load_n(r.g + i, count, T(0)) - d);
   });
 }
 
 // Whether row_op needs ctx.scratch (scratch_elements(n)) for rows of n.
-template <class T>
-bool needs_scratch_row(Op op, int64_t n) {
-  return n * int64_t(sizeof(T)) <= kCachedRowBytes && (op == Op::softmax || op == Op::softmax_jvp);
+template <class Operation, class T>
+bool needs_scratch_row(int64_t n) {
+  return Operation::kKeepsE && n * int64_t(sizeof(T)) <= kCachedRowBytes;
 }
 
-// One whole row on one thread, with ctx.scratch as needs_scratch_row says.
-template <class T>
-void row_op(Op op, const Row<T>& r, int64_t n, const RowContext<T>& ctx) {
-  if (needs_scratch_row<T>(op, n)) {
-    cached_row(op, r, n, ctx);
+// One whole row on one thread, with ctx.scratch as needs_scratch_row says. Inlined into the
+// rows walk: as a call per row, log_softmax_backward on (98304, 512) float32 out of cache took
+// 48 ms instead of 39 (Xeon, one thread).
+template <class Operation, class T>
+[[gnu::always_inline]] inline void row_op(const Row<T>& r, int64_t n, const RowContext<T>& ctx) {
+  if constexpr (Operation::kKeepsE) {
+    if (needs_scratch_row<Operation, T>(n)) {
+      cached_row<Operation>(r, n, ctx);
+      return;
+    }
+  }
+  const auto p = first_pass<Operation>(r, 0, n, ctx.first_pass_prefetcher(r[Role::x], 0));
+  if (needs_limit<Operation, T>(p)) {
+    limit_rows<Operation>(r, kUnitStrides, n);
     return;
   }
-  const Partial p = first_pass(op, r, 0, n, ctx.first_pass_prefetcher(r.x, 0));
-  if (is_forward(op) && !is_finite(T(p.max))) {
-    limit_forward(op, r, n);
-    return;
-  }
-  second_pass(op, r, 0, n, p, ctx);
+  second_pass<Operation>(r, 0, n, p, ctx);
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 // then is the vector widened and added into double lanes: the sums are exact to a few float
 // roundings for any N, and the widening costs a quarter of an instruction per vector of terms. Double terms get a
 // compensated double sum instead (simd.hpp's Note on compensated sums), and so do the sums a
-// long row's blocks and the threads sharing a row add up (rows.hpp's Partial).
+// long row's blocks and the threads sharing a row add up (reductions.hpp).
 #pragma once
 
 #include <algorithm>

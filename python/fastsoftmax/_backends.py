@@ -13,6 +13,8 @@ import importlib.machinery
 import os
 from types import ModuleType
 
+from ._cache_size import streaming_threshold_bytes
+
 BACKENDS = ("cpp", "numba", "numpy")
 
 try:
@@ -38,6 +40,7 @@ else:
     # Resolves FASTSOFTMAX_SIMD: a bad value raises ValueError here, at import, rather than
     # silently leaving the user without the compiled backend.
     _core.simd_level()
+    _core._set_streaming_threshold_bytes(streaming_threshold_bytes())
 
 _PYTHON_MODULES = {"numba": "._numba", "numpy": "._reference"}
 _loaded: dict[str, ModuleType] = {}

@@ -22,6 +22,21 @@ enum class Op : int {
 
 enum class DType : int { float32, float64 };
 
+// The operands of a call, by role: inputs x (the logits, or the saved forward output for the
+// backward ops) and g (the gradient or tangent), outputs out and s (softmax_jvp's optional
+// softmax). Each operation reads and writes the roles it names (cpp/src/operations.hpp); a
+// role it does not use, or an optional one not given, has null data.
+enum class Role : int { x, g, out, s };
+inline constexpr int kRoleCount = 4;
+
+// One T per role, indexed by it.
+template <class T>
+struct ByRole {
+  T item[kRoleCount] = {};
+  T& operator[](Role role) { return item[static_cast<int>(role)]; }
+  const T& operator[](Role role) const { return item[static_cast<int>(role)]; }
+};
+
 // One operand of a call: its first element and its strides, in elements, one per dimension.
 struct ArrayRef {
   void* data = nullptr;
@@ -34,10 +49,7 @@ struct Call {
   int ndim = 0;
   const std::int64_t* shape = nullptr;
   int axis = 0;  // non-negative, < ndim
-  ArrayRef x;    // the input (logits, or the saved forward output for the backward ops)
-  ArrayRef g;    // the second input (gradient or tangent); unused by the forward ops
-  ArrayRef out;  // the result
-  ArrayRef s;    // softmax_jvp only, optional: also receives softmax(x)
+  ByRole<ArrayRef> operands;
   int threads = 1;
 };
 
@@ -53,8 +65,10 @@ std::string simd_level();                           // the one in use
 void set_simd_level(const std::string& name);
 
 bool openmp_enabled();
-// Outputs larger than this many bytes are written past the cache (non-temporal stores).
+// Outputs larger than this many bytes are written past the cache (non-temporal stores). The
+// Python layer sets it at import from the cache size (python/fastsoftmax/_cache_size.py).
 std::int64_t streaming_threshold_bytes();
+void set_streaming_threshold_bytes(std::int64_t bytes);
 // `requested` capped by OpenMP's limit in the calling thread where it was lowered since import
 // (threadpoolctl); 1 without OpenMP.
 int cap_threads(int requested);

@@ -1,0 +1,222 @@
+// The operations, each defined once, in one struct; the walks (rows.hpp, columns.hpp,
+// kernels.cpp) are templates on it and never test which operation runs.
+//
+// [Note: what an operation holds]
+// - kInputs, kOutputs: the roles it reads and writes (fastsoftmax.hpp's Role). An optional
+//   output (softmax_jvp's s) is written where the call gives it. Outputs are written in this
+//   order, except that one which is x itself is written last (operands.hpp).
+// - Reduction: Shifted<K> or Plain<K> (reductions.hpp); terms(view) gives the K terms a vector
+//   of the row adds to the sums (view: operands.hpp).
+// - derive(sums): the per-row constants (kConstants of them) the output step uses.
+// - output<role>(constants, view): the elementwise step, one vector of that output.
+// - limit(at, stride, n): a shifted reduction's rule for rows whose maximum is not finite.
+// - kKeepsE: a row short enough for the cache keeps e in a scratch row between its sums and its
+//   output step (rows.hpp's Note on passes), so e is computed once per element.
+// Adding an operation: one struct here, one Op and one case in kernels.cpp's run_block.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "fastsoftmax/fastsoftmax.hpp"
+#include "operands.hpp"
+#include "reductions.hpp"
+#include "vec_exp.hpp"
+#include "vector_loops.hpp"
+
+namespace fastsoftmax::FASTSOFTMAX_LEVEL {
+namespace {
+
+template <class View>
+using TypeOf = typename View::Type;
+template <class View, int N>
+using Vectors = std::array<Vec<TypeOf<View>>, N>;
+
+// [Note: rows whose maximum is not finite]
+// Subtracting the maximum fails only when it is +inf (inf - inf) or -inf (the row is all -inf,
+// or -inf and NaN). Both are rare, so the fast path only tests the maximum and this scalar
+// path does the rest: a NaN anywhere, or no +inf, makes the row NaN; otherwise the k entries at
+// +inf share probability 1 (log-probability -log k) and the rest get 0 (-inf).
+// Returns false when the row came out NaN.
+template <class T>
+bool saturated_softmax(const T* x, int64_t sx, T* out, int64_t so, int64_t n, bool log) {
+  int64_t infinite = 0;
+  bool nan = false;
+  for (int64_t i = 0; i < n; ++i) {
+    infinite += x[i * sx] == kInf<T>;
+    nan |= x[i * sx] != x[i * sx];
+  }
+  if (nan || infinite == 0) {
+    for (int64_t i = 0; i < n; ++i) out[i * so] = std::numeric_limits<T>::quiet_NaN();
+    return false;
+  }
+  // 0 - log k, not -log k: a lone +inf gets +0, as x - max gives where max is finite.
+  const T hit = log ? T(0) - std::log(T(infinite)) : T(1) / T(infinite);
+  const T miss = log ? -kInf<T> : T(0);
+  for (int64_t i = 0; i < n; ++i) out[i * so] = x[i * sx] == kInf<T> ? hit : miss;
+  return true;
+}
+
+// out = exp(x - max) / sum(exp(x - max))
+struct Softmax {
+  static constexpr Role kInputs[] = {Role::x};
+  static constexpr Role kOutputs[] = {Role::out};
+  using Reduction = Shifted<1>;  // sum of e
+  static constexpr bool kKeepsE = true;
+  static constexpr int kConstants = 1;  // 1 / sum
+
+  template <class V>
+  [[gnu::always_inline]] static Vectors<V, 1> terms(const V& v) {
+    return {v.e()};
+  }
+  template <class T>
+  static std::array<T, kConstants> derive(const std::array<double, 1>& sum) {
+    return {T(1.0 / sum[0])};
+  }
+  template <Role R, class V>
+  [[gnu::always_inline]] static Vec<TypeOf<V>> output(const Vectors<V, kConstants>& c,
+                                                      const V& v) {
+    return v.e() * c[0];
+  }
+  template <class T>
+  static void limit(const ByRole<T*>& at, const ByRole<int64_t>& stride, int64_t n) {
+    saturated_softmax(at[Role::x], stride[Role::x], at[Role::out], stride[Role::out], n, false);
+  }
+};
+
+// out = x - max - log(sum(exp(x - max)))
+struct LogSoftmax {
+  static constexpr Role kInputs[] = {Role::x};
+  static constexpr Role kOutputs[] = {Role::out};
+  using Reduction = Shifted<1>;  // sum of e
+  static constexpr bool kKeepsE = false;  // the output step needs x - max, not e
+  static constexpr int kConstants = 1;    // log(sum)
+
+  template <class V>
+  [[gnu::always_inline]] static Vectors<V, 1> terms(const V& v) {
+    return {v.e()};
+  }
+  template <class T>
+  static std::array<T, kConstants> derive(const std::array<double, 1>& sum) {
+    return {T(std::log(sum[0]))};
+  }
+  // [Note: order of subtraction] (x - max) is exact for nearby values and is formed first;
+  // folding max + log(sum) into one constant would round it and lose small log-probabilities.
+  template <Role R, class V>
+  [[gnu::always_inline]] static Vec<TypeOf<V>> output(const Vectors<V, kConstants>& c,
+                                                      const V& v) {
+    return v.shifted() - c[0];
+  }
+  template <class T>
+  static void limit(const ByRole<T*>& at, const ByRole<int64_t>& stride, int64_t n) {
+    saturated_softmax(at[Role::x], stride[Role::x], at[Role::out], stride[Role::out], n, true);
+  }
+};
+
+// out = x * (g - sum(x * g)), x being the saved softmax
+struct SoftmaxBackward {
+  static constexpr Role kInputs[] = {Role::x, Role::g};
+  static constexpr Role kOutputs[] = {Role::out};
+  using Reduction = Plain<1>;  // sum of x g
+  static constexpr bool kKeepsE = false;
+  static constexpr int kConstants = 1;  // that sum
+
+  template <class V>
+  [[gnu::always_inline]] static Vectors<V, 1> terms(const V& v) {
+    return {v.x() * v.g()};
+  }
+  template <class T>
+  static std::array<T, kConstants> derive(const std::array<double, 1>& sum) {
+    return {T(sum[0])};
+  }
+  template <Role R, class V>
+  [[gnu::always_inline]] static Vec<TypeOf<V>> output(const Vectors<V, kConstants>& c,
+                                                      const V& v) {
+    return v.x() * (v.g() - c[0]);
+  }
+};
+
+// out = g - exp(x) * sum(g), x being the saved log-softmax
+struct LogSoftmaxBackward {
+  static constexpr Role kInputs[] = {Role::x, Role::g};
+  static constexpr Role kOutputs[] = {Role::out};
+  using Reduction = Plain<1>;  // sum of g
+  static constexpr bool kKeepsE = false;
+  static constexpr int kConstants = 1;  // that sum
+
+  template <class V>
+  [[gnu::always_inline]] static Vectors<V, 1> terms(const V& v) {
+    return {v.g()};
+  }
+  template <class T>
+  static std::array<T, kConstants> derive(const std::array<double, 1>& sum) {
+    return {T(sum[0])};
+  }
+  template <Role R, class V>
+  [[gnu::always_inline]] static Vec<TypeOf<V>> output(const Vectors<V, kConstants>& c,
+                                                      const V& v) {
+    using T = TypeOf<V>;
+    return v.g() - simd::exp<T>(v.x()) * c[0];
+  }
+};
+
+// s = softmax(x) (where the call gives s); out = s * (g - sum(s * g))
+struct SoftmaxJvp {
+  static constexpr Role kInputs[] = {Role::x, Role::g};
+  // s first, as out may be x; where s is x (out then is not), it goes last (operands.hpp).
+  static constexpr Role kOutputs[] = {Role::s, Role::out};
+  using Reduction = Shifted<2>;  // sums of e and of e g
+  static constexpr bool kKeepsE = true;
+  static constexpr int kConstants = 2;  // 1 / sum, and the dot: sum(e g) / sum
+
+  template <class V>
+  [[gnu::always_inline]] static Vectors<V, 2> terms(const V& v) {
+    const auto e = v.e();
+    return {e, e * v.g()};
+  }
+  template <class T>
+  static std::array<T, kConstants> derive(const std::array<double, 2>& sum) {
+    const double inv = 1.0 / sum[0];
+    return {T(inv), T(sum[1] * inv)};
+  }
+  template <Role R, class V>
+  [[gnu::always_inline]] static Vec<TypeOf<V>> output(const Vectors<V, kConstants>& c,
+                                                      const V& v) {
+    const auto y = v.e() * c[0];
+    if constexpr (R == Role::s) {
+      return y;
+    } else {
+      return y * (v.g() - c[1]);
+    }
+  }
+  // s (if wanted) is the limit, the product NaN or 0 (the Jacobian of a saturated softmax is
+  // zero).
+  template <class T>
+  static void limit(const ByRole<T*>& at, const ByRole<int64_t>& stride, int64_t n) {
+    const Role y = at[Role::s] ? Role::s : Role::out;
+    const bool finite = saturated_softmax(at[Role::x], stride[Role::x], at[y], stride[y], n, false);
+    const T value = finite ? T(0) : std::numeric_limits<T>::quiet_NaN();
+    for (int64_t i = 0; i < n; ++i) at[Role::out][i * stride[Role::out]] = value;
+  }
+};
+
+// The operation's limit rule where its reduction has a maximum (plain ones have none).
+template <class Operation, class T>
+void limit_rows(const ByRole<T*>& at, const ByRole<int64_t>& stride, int64_t n) {
+  if constexpr (Operation::Reduction::kHasMax) Operation::limit(at, stride, n);
+}
+
+// Whether the combined partial leaves the row to the limit rule (a maximum that is not finite).
+template <class Operation, class T>
+bool needs_limit(const typename Operation::Reduction::Partial& p) {
+  if constexpr (Operation::Reduction::kHasMax) {
+    return !is_finite(T(p.max));
+  } else {
+    return false;
+  }
+}
+
+}  // namespace
+}  // namespace fastsoftmax::FASTSOFTMAX_LEVEL
