@@ -9,13 +9,24 @@ one of them). ``_backends.py`` imports this package, and so Numba, only for the 
 ``primitives.py``         simd.hpp: compile options and cache, row views, streaming stores, fence
 ``vec_exp.py``            vec_exp.hpp: exp and the row max
 ``vector_loops.py``       vector_loops.hpp: the compensated, folded row and column sums
-``operations.py``         the operations
-``rows.py``               rows.hpp: the row kernels
-``columns.py``            columns.hpp: the column-tile kernels
-``kernels.py``            kernels.cpp: the walks, which kernel runs a block, the five functions
+``operands.py``           block.hpp: the load/store layer over the operands a call has
+``operations.py``         the operations, each defined once
+``rows.py``               rows.hpp: the row kernels of one operation
+``columns.py``            columns.hpp: the column-tile kernels of one operation
+``kernels.py``            kernels.cpp: the walks of one operation, which walk runs a block
 ``threads.py``            thread planning, Numba's thread count for a walk
 ``fast_path.py``          the fast path (the Note in _backends.py)
 ========================  =======================================================================
+
+[Note: operations and walks]
+An operation (operations.py) is data: its inputs and outputs, its reduction (shifted sums of
+terms of ``exp(x - max)``, or plain sums) and how partials of that kind combine, the per-row
+constants it derives, its output step at one element and its rule for rows whose maximum is not
+finite. ``kernels.make_kernels(operation)`` builds the walks (rows, rows shared by threads,
+streamed rows, tiles, tiles shared by threads, gathered columns) as closures over those pieces,
+so each walk is compiled once per operation and none tests which operation it runs; the walks
+and the pieces see the operands only as tuples, through operands.py. A new operation is one
+entry in operations.py and one function in kernels.py.
 
 The passes, the exp, the limits at +-inf and NaN and the float64 sums are those of the C++
 kernels, whose Notes give the reasons. The differences come from LLVM vectorising these loops

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import row_range, streamed_row_range, streams, walk_rows
-from .operations import LOG_SOFTMAX, LOG_SOFTMAX_BACKWARD, SOFTMAX, SOFTMAX_BACKWARD
+from .kernels import KERNELS, streams, walk_rows
+from .operands import reshaped
 from .primitives import compiled
 from .threads import GRAIN_ELEMENTS
 
@@ -32,20 +32,30 @@ def in_place_code(out, x, g):
     return -1 if min(on_x, on_g) < 0 else max(on_x, on_g)
 
 
-@compiled
-def all_rows(op, x, g, out, stream):
-    """Every row along the last axis of C-contiguous arrays of any shape, on one thread; False,
-    having done nothing, when ``out`` overlaps an input in part. ``stream`` is `streams`."""
-    in_place = in_place_code(out, x, g)
-    if in_place < 0:
-        return False
-    block = (x.size // x.shape[-1], x.shape[-1])
-    x_rows, g_rows, out_rows = x.reshape(block), g.reshape(block), out.reshape(block)
-    if stream and in_place == 0:
-        streamed_row_range(x_rows, g_rows, out_rows, 0, block[0])
-    else:
-        row_range(op, x_rows, g_rows, out_rows, out_rows, False, in_place == 1, 0, block[0])
-    return True
+def make_all_rows(kernels):
+    """``all_rows(ins, outs, stream)`` for the operation of ``kernels``: every row along the
+    last axis of C-contiguous arrays of any shape, on one thread; False, having done nothing,
+    when the output overlaps an input in part. ``stream`` is `streams`."""
+    row_range, streamed_row_range = kernels.row_range, kernels.streamed_row_range
+
+    @compiled(key=kernels.operation.name)
+    def all_rows(ins, outs, stream):
+        x = ins[0]
+        in_place = in_place_code(outs[0], x, ins[-1])
+        if in_place < 0:
+            return False
+        block = (x.size // x.shape[-1], x.shape[-1])
+        in_rows, out_rows = reshaped(ins, block), reshaped(outs, block)
+        if stream and in_place == 0:
+            streamed_row_range(in_rows, out_rows, 0, block[0])
+        else:
+            row_range(in_rows, out_rows, in_place == 1, 0, block[0])
+        return True
+
+    return all_rows
+
+
+_ALL_ROWS = {name: make_all_rows(kernels) for name, kernels in KERNELS.items()}
 
 
 def plain(a: object, dtype: np.dtype, shape: tuple, writeable: bool = False) -> bool:
@@ -56,11 +66,10 @@ def plain(a: object, dtype: np.dtype, shape: tuple, writeable: bool = False) -> 
     return flags.carray if writeable else flags.c_contiguous and flags.aligned
 
 
-def try_op(
-    op: int, x: object, g: object, out: object, axis: object, threads: int
-) -> np.ndarray | None:
-    """``op``'s result when the call is one the fast path takes, else None. Each check costs
-    a visible part of a small call, so the common case takes as few as it can."""
+def try_op(name: str, inputs: tuple, out: object, axis: object, threads: int) -> np.ndarray | None:
+    """Operation ``name``'s result when the call is one the fast path takes, else None. Each
+    check costs a visible part of a small call, so the common case takes as few as it can."""
+    x = inputs[0]
     if type(x) is not np.ndarray:
         return None
     dtype, shape = x.dtype, x.shape
@@ -71,41 +80,43 @@ def try_op(
     flags = x.flags  # x's type, dtype and shape are known: only its layout is left
     if not (flags.c_contiguous and flags.aligned):
         return None
-    if g is not x and not plain(g, dtype, shape):
-        return None
+    for a in inputs[1:]:
+        if a is not x and not plain(a, dtype, shape):
+            return None
     if out is None:
         out = np.empty_like(x)
     elif not plain(out, dtype, shape, writeable=True):
         return None
+    kernels = KERNELS[name]
     if threads == 1 or x.size < 2 * GRAIN_ELEMENTS:  # one thread (`threads_for`)
         # One compiled call, the overlap checks in it: ~1 us less than `walk_rows` and
         # np.may_share_memory.
-        taken = all_rows(op, x, g, out, streams(op, x))
+        taken = _ALL_ROWS[name](inputs, (out,), streams(kernels.operation, x))
         return out if taken else None  # else a scratch copy: `_api` makes it
-    in_place = in_place_code(out, x, g)
+    in_place = in_place_code(out, x, inputs[-1])
     if in_place < 0:
         return None
     block = (x.size // x.shape[-1], x.shape[-1])
-    rows = out.reshape(block)
-    walk_rows(op, x.reshape(block), g.reshape(block), rows, rows, False, in_place == 1, threads)
+    ins = tuple(a.reshape(block) for a in inputs)
+    walk_rows(kernels, ins, (out.reshape(block),), in_place == 1, threads)
     return out
 
 
 def try_softmax(x: object, out: object, axis: object, threads: int) -> np.ndarray | None:
-    return try_op(SOFTMAX, x, x, out, axis, threads)
+    return try_op("softmax", (x,), out, axis, threads)
 
 
 def try_log_softmax(x: object, out: object, axis: object, threads: int) -> np.ndarray | None:
-    return try_op(LOG_SOFTMAX, x, x, out, axis, threads)
+    return try_op("log_softmax", (x,), out, axis, threads)
 
 
 def try_softmax_backward(
     y: object, grad: object, out: object, axis: object, threads: int
 ) -> np.ndarray | None:
-    return try_op(SOFTMAX_BACKWARD, y, grad, out, axis, threads)
+    return try_op("softmax_backward", (y, grad), out, axis, threads)
 
 
 def try_log_softmax_backward(
     y: object, grad: object, out: object, axis: object, threads: int
 ) -> np.ndarray | None:
-    return try_op(LOG_SOFTMAX_BACKWARD, y, grad, out, axis, threads)
+    return try_op("log_softmax_backward", (y, grad), out, axis, threads)

@@ -1,6 +1,10 @@
 """The walks (cpp/src/kernels.cpp): which kernel runs a block, on how many threads, over which
 rows or tiles; and the backend's five functions.
 
+`make_kernels` makes the walks of one operation, closures over its row and tile kernels: one
+specialised compiled function per operation and walk, none of which asks which operation it
+runs (the Note on the compiled-code cache in primitives.py says how they are cached).
+
 A block is ``(M, N, K)`` reduced along N: contiguous rows when ``K == 1`` (or ``N == 1``), else
 tiles of N x W columns whose inner loops run along contiguous K. The walks are
 kernels.cpp's parallel_ranges: a serial body over a range of tasks, run directly for one thread
@@ -18,16 +22,18 @@ columns against 7.8 at 512; (4096, 4096) 14.5 ms at 4096 against 30.5 at 512; (1
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from numba import prange
 
 from .._cache_size import streaming_threshold_bytes
 from .._constants import SPLIT_ELEMENTS
-from .columns import combine_slices, gathered_row, tile_first_pass, tile_op, tile_second_pass
-from .operations import LOG_SOFTMAX, LOG_SOFTMAX_BACKWARD, SOFTMAX, SOFTMAX_BACKWARD, SOFTMAX_JVP
-from .primitives import compiled, row, stream_fence
-from .rows import row_first_pass, row_op, row_second_pass, stream_backward
+from . import operations
+from .columns import make_tile_kernels
+from .operands import block_rows_at, items_at, rows_at, slices_of, with_first
+from .primitives import compiled, is_finite, row, stream_fence
+from .rows import make_row_kernels
 from .threads import GRAIN_ELEMENTS, NumbaThreads, threads_for
 
 MAX_TILE_WIDTH = 16384
@@ -35,58 +41,7 @@ MAX_TILE_WIDTH = 16384
 # the scratch chunk a row's outputs go through (4 KiB of float32, in L1).
 STREAM_ROW_BYTES = 4096
 STREAM_CHUNK = 1024
-
-# The walks, as kernels.cpp's parallel_ranges: a serial body over a range of tasks, run directly
-# for one thread and once per thread (contiguous ranges) under prange for more. The caller sets
-# Numba's thread count to ``parts`` before a parallel walk.
-
-
-@compiled
-def row_range(op, x, g, out, s, want_s, private, begin, end):
-    own = np.empty(x.shape[1] if private else 0, x.dtype)  # see the Note on aliasing
-    for r in range(begin, end):
-        row_out = own if private else row(out, r)  # see the Notes on aliasing, borrowed rows
-        row_op(op, row(x, r), row(g, r), row_out, row(s, r), want_s)
-        if private:
-            row(out, r)[:] = own
-
-
-@compiled
-def streamed_row_range(y, grad, out, begin, end):
-    """softmax_backward over rows [begin, end), as `rows` computes it (the same bits), its
-    outputs streamed (see the Note on streaming stores). ``out`` is no input."""
-    chunk = np.empty(STREAM_CHUNK, y.dtype)
-    for r in range(begin, end):
-        y_row, grad_row, out_row = row(y, r), row(grad, r), row(out, r)
-        _, total, _ = row_first_pass(SOFTMAX_BACKWARD, y_row, grad_row, out_row)
-        stream_backward(y_row, grad_row, out_row, y.dtype.type(total), chunk)
-    stream_fence()
-
-
-@compiled
-def tile_range(op, x, g, out, s, want_s, width, begin, end):
-    tiles_per_m = (x.shape[2] + width - 1) // width
-    for task in range(begin, end):
-        i, k0 = task // tiles_per_m, task % tiles_per_m * width
-        k1 = min(k0 + width, x.shape[2])
-        if not tile_op(op, x, g, out, s, want_s, (i, k0, k1)):
-            for k in range(k0, k1):
-                gathered_row(op, x, g, out, s, want_s, i, k)
-
-
-@compiled(parallel=True)
-def parallel_row_range(op, x, g, out, s, want_s, private, parts):
-    tasks = x.shape[0]
-    for part in prange(parts):
-        begin, end = tasks * part // parts, tasks * (part + 1) // parts
-        row_range(op, x, g, out, s, want_s, private, begin, end)
-
-
-@compiled(parallel=True)
-def parallel_streamed_row_range(y, grad, out, parts):
-    tasks = y.shape[0]
-    for part in prange(parts):
-        streamed_row_range(y, grad, out, tasks * part // parts, tasks * (part + 1) // parts)
+STREAM_BYTES = streaming_threshold_bytes()
 
 
 @compiled
@@ -95,92 +50,166 @@ def slice_bounds(n, p, parts):
     return n * p // parts, n * (p + 1) // parts
 
 
-@compiled(parallel=True)
-def parallel_row_slices(op, x, g, out, s, want_s, private, parts):
-    """Fewer rows than threads, each long: each row split between ``parts`` threads, as
-    kernels.cpp split_rows does. The slices' first passes combine as a tile's slices do (one
-    column); a row where some slice's max is not finite is redone whole, by one thread.
-    """
-    n = x.shape[1]
-    own = np.empty(n if private else 0, x.dtype)  # see the Note on aliasing
-    for r in range(x.shape[0]):
-        row_out = own if private else out[r]
-        ms = np.empty((parts, 1), x.dtype)
-        sums, dots = np.empty((parts, 1)), np.empty((parts, 1))
-        for p in prange(parts):
-            j0, j1 = slice_bounds(n, p, parts)
-            ms[p, 0], sums[p, 0], dots[p, 0] = row_first_pass(
-                op, x[r, j0:j1], g[r, j0:j1], row_out[j0:j1]
-            )
-        if np.isfinite(ms).all():
-            m, scale, a, b = combine_slices(op, ms, sums, dots)
+def make_kernels(op: operations.Operation) -> SimpleNamespace:
+    """The walks of operation ``op``, each compiled for it alone. Each takes the tuples of the
+    inputs and the outputs (operands.py), C-contiguous ``(rows, n)`` arrays or ``(M, N, K)``
+    blocks; ``private`` means the first output is an input (rows.py's Note on aliasing)."""
+    row_kernels = make_row_kernels(op)
+    first_pass, output, row_op = row_kernels.first_pass, row_kernels.output, row_kernels.row_op
+    streamed_output = row_kernels.streamed_output
+    tiles = make_tile_kernels(op, row_op)
+    tile_first_pass, tile_constants, tile_output = tiles.first_pass, tiles.constants, tiles.output
+    tile_op, gathered_row = tiles.tile_op, tiles.gathered_row
+    combine, derive, count = op.reduction.combine, op.derive, len(op.terms)
+    limit = op.limit
+    jit = compiled(key=op.name)
+    parallel = compiled(parallel=True, key=op.name)
+
+    @jit
+    def row_range(ins, outs, private, begin, end):
+        own = np.empty(ins[0].shape[1] if private else 0, ins[0].dtype)
+        for r in range(begin, end):
+            row_outs = rows_at(outs, r)  # see the Notes on aliasing, borrowed rows
+            if private:
+                row_outs = with_first(row_outs, own)
+            row_op(rows_at(ins, r), row_outs)
+            if private:
+                row(outs[0], r)[:] = own
+
+    @jit
+    def streamed_row_range(ins, outs, begin, end):
+        """Rows [begin, end) as `row_range` computes them (the same bits), their one output
+        streamed (see the Note on streaming stores). The output is no input."""
+        chunk = np.empty(STREAM_CHUNK, ins[0].dtype)
+        for r in range(begin, end):
+            row_ins, row_outs = rows_at(ins, r), rows_at(outs, r)
+            m, sums = first_pass(row_ins, row_outs)
+            if not is_finite(m):
+                limit(row_ins, row_outs)
+                continue
+            streamed_output(row_ins, row_outs, m, derive(sums, 1.0, ins[0]), chunk)
+        stream_fence()
+
+    @jit
+    def tile_range(ins, outs, width, begin, end):
+        tiles_per_m = (ins[0].shape[2] + width - 1) // width
+        for task in range(begin, end):
+            i, k0 = task // tiles_per_m, task % tiles_per_m * width
+            k1 = min(k0 + width, ins[0].shape[2])
+            if not tile_op(ins, outs, (i, k0, k1)):
+                for k in range(k0, k1):
+                    gathered_row(ins, outs, i, k)
+
+    @parallel
+    def parallel_row_range(ins, outs, private, parts):
+        tasks = ins[0].shape[0]
+        for part in prange(parts):
+            begin, end = tasks * part // parts, tasks * (part + 1) // parts
+            row_range(ins, outs, private, begin, end)
+
+    @parallel
+    def parallel_streamed_row_range(ins, outs, parts):
+        tasks = ins[0].shape[0]
+        for part in prange(parts):
+            streamed_row_range(ins, outs, tasks * part // parts, tasks * (part + 1) // parts)
+
+    @parallel
+    def parallel_row_slices(ins, outs, private, parts):
+        """Fewer rows than threads, each long: each row split between ``parts`` threads, as
+        kernels.cpp split_rows does. The slices' first passes combine as a tile's slices do
+        (one column); a row where some slice's max is not finite is redone whole, by one
+        thread."""
+        x = ins[0]
+        n = x.shape[1]
+        own = np.empty(n if private else 0, x.dtype)  # see the Note on aliasing
+        for r in range(x.shape[0]):
+            row_ins, row_outs = items_at(ins, r), items_at(outs, r)
+            if private:
+                row_outs = with_first(row_outs, own)
+            ms = np.empty((parts, 1), x.dtype)
+            sums = np.empty((parts, count, 1))
             for p in prange(parts):
                 j0, j1 = slice_bounds(n, p, parts)
-                row_second_pass(
-                    op, x[r, j0:j1], g[r, j0:j1], row_out[j0:j1], s[r, j0:j1], want_s,
-                    m[0], scale[p, 0], a[0], b[0],
-                )  # fmt: skip
-        else:
-            row_op(op, x[r], g[r], row_out, s[r], want_s)
-        if private:
-            out[r] = own
+                m_p, sums_p = first_pass(slices_of(row_ins, j0, j1), slices_of(row_outs, j0, j1))
+                ms[p, 0] = m_p
+                for s in range(count):
+                    sums[p, s, 0] = sums_p[s]
+            if np.isfinite(ms).all():
+                m, totals, rescale = combine(ms, sums)
+                for p in prange(parts):
+                    j0, j1 = slice_bounds(n, p, parts)
+                    constants = derive(totals[:, 0], rescale[p, 0], x)
+                    output(slices_of(row_ins, j0, j1), slices_of(row_outs, j0, j1), m[0], constants)
+            else:
+                row_op(row_ins, row_outs)
+            if private:
+                outs[0][r] = own
 
+    @parallel
+    def parallel_tile_slices(ins, outs, width, parts):
+        """Fewer tiles than threads: each tile's rows split between ``parts`` threads, as
+        kernels.cpp split_tiles does; a tile where some slice has a maximum that is not finite
+        is redone column by column."""
+        x = ins[0]
+        tiles_per_m = (x.shape[2] + width - 1) // width
+        for task in range(x.shape[0] * tiles_per_m):
+            i, k0 = task // tiles_per_m, task % tiles_per_m * width
+            k1 = min(k0 + width, x.shape[2])
+            t = (0, k0, k1)  # of each slice
+            ms = np.empty((parts, k1 - k0), x.dtype)
+            sums = np.empty((parts, count, k1 - k0))
+            finite = np.empty(parts, np.bool_)
+            for p in prange(parts):
+                j0, j1 = slice_bounds(x.shape[1], p, parts)
+                block_ins = block_rows_at(ins, i, j0, j1)
+                block_outs = block_rows_at(outs, i, j0, j1)
+                finite[p], ms[p], sums[p] = tile_first_pass(block_ins, block_outs, t)
+            if not finite.all():
+                for k in prange(k0, k1):
+                    gathered_row(ins, outs, i, k)
+                continue
+            m, totals, rescale = combine(ms, sums)
+            for p in prange(parts):
+                j0, j1 = slice_bounds(x.shape[1], p, parts)
+                block_ins = block_rows_at(ins, i, j0, j1)
+                block_outs = block_rows_at(outs, i, j0, j1)
+                constants = tile_constants(totals, rescale[p], m)
+                tile_output(block_ins, block_outs, t, m, constants)
 
-@compiled
-def block_rows(a, i, j0, j1):
-    """Rows [j0, j1) of block i of ``a`` as a C-contiguous (1, rows, K) block (``a[:, j0:j1]``
-    would lose the contiguous layout, and LLVM's vectorising with it: 4x slower)."""
-    return a[i, j0:j1].reshape((1, j1 - j0, a.shape[2]))
+    @parallel
+    def parallel_tile_range(ins, outs, width, parts):
+        tasks = ins[0].shape[0] * ((ins[0].shape[2] + width - 1) // width)
+        for part in prange(parts):
+            begin, end = tasks * part // parts, tasks * (part + 1) // parts
+            tile_range(ins, outs, width, begin, end)
 
-
-@compiled
-def slice_rows(x, g, out, s, i, p, parts):
-    """Slice p of ``parts`` of block i's rows, of each array."""
-    j0, j1 = slice_bounds(x.shape[1], p, parts)
-    return (
-        block_rows(x, i, j0, j1),
-        block_rows(g, i, j0, j1),
-        block_rows(out, i, j0, j1),
-        block_rows(s, i, j0, j1),
+    return SimpleNamespace(
+        operation=op,
+        row_range=row_range,
+        streamed_row_range=streamed_row_range,
+        tile_range=tile_range,
+        parallel_row_range=parallel_row_range,
+        parallel_streamed_row_range=parallel_streamed_row_range,
+        parallel_row_slices=parallel_row_slices,
+        parallel_tile_slices=parallel_tile_slices,
+        parallel_tile_range=parallel_tile_range,
     )
 
 
-@compiled(parallel=True)
-def parallel_tile_slices(op, x, g, out, s, want_s, width, parts):
-    """Fewer tiles than threads: each tile's rows split between ``parts`` threads, as kernels.cpp
-    split_tiles does; a tile where some slice has a maximum that is not finite is redone column
-    by column.
-    """
-    tiles_per_m = (x.shape[2] + width - 1) // width
-    for task in range(x.shape[0] * tiles_per_m):
-        i, k0 = task // tiles_per_m, task % tiles_per_m * width
-        k1 = min(k0 + width, x.shape[2])
-        t = (0, k0, k1)  # of each slice
-        ms = np.empty((parts, k1 - k0), x.dtype)
-        sums, dots = np.empty((parts, k1 - k0)), np.empty((parts, k1 - k0))
-        finite = np.empty(parts, np.bool_)
-        for p in prange(parts):
-            xs, gs, outs, _ = slice_rows(x, g, out, s, i, p, parts)
-            finite[p], ms[p], sums[p], dots[p] = tile_first_pass(op, xs, gs, outs, t)
-        if not finite.all():
-            for k in prange(k0, k1):
-                gathered_row(op, x, g, out, s, want_s, i, k)
-            continue
-        m, scale, a, b = combine_slices(op, ms, sums, dots)
-        for p in prange(parts):
-            xs, gs, outs, ss = slice_rows(x, g, out, s, i, p, parts)
-            tile_second_pass(op, xs, gs, outs, ss, want_s, t, m, scale[p], a, b)
+KERNELS = {
+    op.name: make_kernels(op)
+    for op in (
+        operations.SOFTMAX,
+        operations.LOG_SOFTMAX,
+        operations.SOFTMAX_BACKWARD,
+        operations.LOG_SOFTMAX_BACKWARD,
+        operations.SOFTMAX_JVP,
+        operations.SOFTMAX_JVP_WITH_SOFTMAX,
+    )
+}
 
 
-@compiled(parallel=True)
-def parallel_tile_range(op, x, g, out, s, want_s, width, parts):
-    tasks = x.shape[0] * ((x.shape[2] + width - 1) // width)
-    for part in prange(parts):
-        begin, end = tasks * part // parts, tasks * (part + 1) // parts
-        tile_range(op, x, g, out, s, want_s, width, begin, end)
-
-
-def run(op: int, axis: int, threads: int, inputs: tuple, out: np.ndarray, s=None) -> None:
+def run(kernels, axis: int, threads: int, inputs: tuple, outputs: tuple) -> None:
     """Hand the arrays to a walk as C-contiguous ``(M*K, N)`` rows or ``(M, N, K)`` blocks.
 
     C- and Fortran-contiguous arrays are viewed, never copied (Fortran as its C-contiguous
@@ -189,67 +218,60 @@ def run(op: int, axis: int, threads: int, inputs: tuple, out: np.ndarray, s=None
     """
     x = inputs[0]
     if x.flags.f_contiguous and not x.flags.c_contiguous:
-        inputs, out, s = tuple(a.T for a in inputs), out.T, None if s is None else s.T
+        inputs, outputs = tuple(a.T for a in inputs), tuple(a.T for a in outputs)
         x, axis = inputs[0], x.ndim - 1 - axis
     m, n = math.prod(x.shape[:axis]), x.shape[axis]
     k = x.size // (m * n)
     as_rows = k == 1 or n == 1
     block = (m * k, n) if as_rows else (m, n, k)
-    g = inputs[-1]
-    private = np.may_share_memory(out, x) or (g is not x and np.may_share_memory(out, g))
-    x_k, g_k = kernel_input(x, block), kernel_input(g, block)
+    private = any(np.may_share_memory(outputs[0], a) for a in inputs)
+    ins = tuple(kernel_input(a, block) for a in inputs)
     copy_back: list[tuple[np.ndarray, np.ndarray]] = []
-    out_k = kernel_output(out, block, as_rows or not private, copy_back)
-    s_k = out_k if s is None else kernel_output(s, block, True, copy_back)
-    want_s = s is not None
+    outs = (kernel_output(outputs[0], block, as_rows or not private, copy_back),)
+    outs += tuple(kernel_output(a, block, True, copy_back) for a in outputs[1:])
     if as_rows:
-        walk_rows(op, x_k, g_k, out_k, s_k, want_s, private, threads)
+        walk_rows(kernels, ins, outs, private, threads)
     else:
-        walk_columns(op, x_k, g_k, out_k, s_k, want_s, threads)
+        walk_columns(kernels, ins, outs, threads)
     for target, result in copy_back:
         np.copyto(target, result.reshape(target.shape))
 
 
-STREAM_BYTES = streaming_threshold_bytes()
-
-
-def streams(op: int, x: np.ndarray) -> bool:
+def streams(op: operations.Operation, x: np.ndarray) -> bool:
     """Whether the rows walk streams ``op``'s output of arrays like ``x``, unless it is an input
     (see the Note on streaming stores)."""
-    return (
-        op == SOFTMAX_BACKWARD
-        and x.nbytes > STREAM_BYTES
-        and x.shape[-1] * x.itemsize >= STREAM_ROW_BYTES
-    )
+    return op.streams and x.nbytes > STREAM_BYTES and x.shape[-1] * x.itemsize >= STREAM_ROW_BYTES
 
 
-def walk_rows(op, x, g, out, s, want_s, private, threads) -> None:
+def walk_rows(kernels, ins: tuple, outs: tuple, private: bool, threads: int) -> None:
     """The rows walk over C-contiguous ``(rows, n)`` arrays, on up to ``threads`` threads;
     fewer long rows than threads share each row (kernels.cpp walk_rows)."""
+    x = ins[0]
     rows, n = x.shape
-    stream = not private and streams(op, x)  # a private row goes through a buffer in L1
+    stream = not private and streams(kernels.operation, x)  # a private row goes through L1
     used = threads_for(threads, x.size)
     if rows < used and n >= SPLIT_ELEMENTS:
         with NumbaThreads(used):
-            parallel_row_slices(op, x, g, out, s, want_s, private, used)
+            kernels.parallel_row_slices(ins, outs, private, used)
         return
     used = min(used, rows)
     if used > 1:
         with NumbaThreads(used):
             if stream:
-                parallel_streamed_row_range(x, g, out, used)
+                kernels.parallel_streamed_row_range(ins, outs, used)
             else:
-                parallel_row_range(op, x, g, out, s, want_s, private, used)
+                kernels.parallel_row_range(ins, outs, private, used)
     elif stream:
-        streamed_row_range(x, g, out, 0, rows)
+        kernels.streamed_row_range(ins, outs, 0, rows)
     else:
-        row_range(op, x, g, out, s, want_s, private, 0, rows)
+        kernels.row_range(ins, outs, private, 0, rows)
 
 
-def walk_columns(op, x, g, out, s, want_s, threads) -> None:
+def walk_columns(kernels, ins: tuple, outs: tuple, threads: int) -> None:
     """The columns walk over C-contiguous ``(M, N, K)`` blocks, on up to ``threads`` threads;
     with fewer tiles than threads, the threads share each tile's rows, each with 4 grains of
     work at least (kernels.cpp walk_columns)."""
+    x = ins[0]
     m, n, k = x.shape
     width = min(MAX_TILE_WIDTH, k)
     tiles = m * -(-k // width)
@@ -258,14 +280,14 @@ def walk_columns(op, x, g, out, s, want_s, threads) -> None:
         used = min(used, n, max(1, x.size // (4 * GRAIN_ELEMENTS)))
         if used > 1:
             with NumbaThreads(used):
-                parallel_tile_slices(op, x, g, out, s, want_s, width, used)
+                kernels.parallel_tile_slices(ins, outs, width, used)
             return
     used = min(used, tiles)
     if used > 1:
         with NumbaThreads(used):
-            parallel_tile_range(op, x, g, out, s, want_s, width, used)
+            kernels.parallel_tile_range(ins, outs, width, used)
     else:
-        tile_range(op, x, g, out, s, want_s, width, 0, tiles)
+        kernels.tile_range(ins, outs, width, 0, tiles)
 
 
 def kernel_input(a: np.ndarray, block: tuple) -> np.ndarray:
@@ -285,23 +307,23 @@ def kernel_output(a: np.ndarray, block: tuple, may_view: bool, copy_back: list) 
 
 
 def softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None:
-    run(SOFTMAX, axis, threads, (x,), out)
+    run(KERNELS["softmax"], axis, threads, (x,), (out,))
 
 
 def log_softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None:
-    run(LOG_SOFTMAX, axis, threads, (x,), out)
+    run(KERNELS["log_softmax"], axis, threads, (x,), (out,))
 
 
 def softmax_backward(
     y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
 ) -> None:
-    run(SOFTMAX_BACKWARD, axis, threads, (y, grad), out)
+    run(KERNELS["softmax_backward"], axis, threads, (y, grad), (out,))
 
 
 def log_softmax_backward(
     y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
 ) -> None:
-    run(LOG_SOFTMAX_BACKWARD, axis, threads, (y, grad), out)
+    run(KERNELS["log_softmax_backward"], axis, threads, (y, grad), (out,))
 
 
 def softmax_jvp(
@@ -312,4 +334,7 @@ def softmax_jvp(
     axis: int,
     threads: int,
 ) -> None:
-    run(SOFTMAX_JVP, axis, threads, (x, v), out, s_out)
+    if s_out is None:
+        run(KERNELS["softmax_jvp"], axis, threads, (x, v), (out,))
+    else:
+        run(KERNELS["softmax_jvp_with_softmax"], axis, threads, (x, v), (out, s_out))

@@ -6,8 +6,8 @@ Every compiled function of the package is made by `compiled`. Numba's own cache 
 function's own source file only, and of a closure a pickle of its cells, which for a compiled
 function holds a random id: a closure would compile again in every process, and a walk would
 keep the code of an operation edited in another file. So the key here is the function's code
-with the size and time of every source file of the package and the name of the operation a
-closure was made for.
+with the size and time of every source file of the package and of ``_constants.json``, and the
+name of the operation a closure was made for.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def _can_cache_probe():
 
 
 CAN_CACHE = _can_cache()
-_PACKAGE_FILES = sorted(Path(__file__).parent.glob("*.py"))
+_HERE = Path(__file__).parent
+_PACKAGE_FILES = [*sorted(_HERE.glob("*.py")), _HERE.parent / "_constants.json"]
 _SOURCES = hashlib.sha256(
     repr([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in _PACKAGE_FILES]).encode()
 ).hexdigest()
@@ -65,6 +66,8 @@ def compiled(function=None, *, parallel=False, key=""):
     the operation a closure was made for. As a decorator, with or without arguments."""
     if function is None:
         return lambda f: compiled(f, parallel=parallel, key=key)
+    if key:  # the cache's file name, and the name a profiler shows
+        function.__qualname__ = f"{key}.{function.__name__}"
     dispatcher = njit(nogil=True, parallel=parallel)(function)
     if CAN_CACHE:
         dispatcher._cache = _PackageCache(function, key)
@@ -126,11 +129,12 @@ def tile_row(a, i, j, k0, k1):
 # is better written with non-temporal stores, which do not first read the lines they write. LLVM
 # vectorises no loop with such a store in it, so a row's outputs are computed a chunk at a time
 # into a scratch in L1 by an ordinary loop, and `stream_copy` moves whole cache lines of it out.
-# Here only softmax_backward streams, in the rows walk (kernels.py), for rows of 4 KiB or
-# more, when its output is not an input. Measured on the Zen 4 VM, one thread, against the same
-# walk storing normally: (8192, 8192) 38.5 -> 29.5 ms, (1024, 4096) 2.00 -> 1.68 ms. Streaming
-# log_softmax gained 3-6% there, log_softmax_backward lost 24-28%, and rows of 512 lost 15-50%;
-# and a streaming branch inside `row_op` cost every row that did not stream 3-17%.
+# Here only softmax_backward streams (its operation's ``streams``), in the rows walk
+# (kernels.py), for rows of 4 KiB or more, when its output is not an input. Measured on the Zen 4
+# VM, one thread, against the same walk storing normally: (8192, 8192) 38.5 -> 29.5 ms,
+# (1024, 4096) 2.00 -> 1.68 ms. Streaming log_softmax gained 3-6% there, log_softmax_backward
+# lost 24-28%, and rows of 512 lost 15-50%;
+# and a streaming branch inside the row kernel cost every row that did not stream 3-17%.
 
 
 @intrinsic

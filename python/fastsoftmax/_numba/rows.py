@@ -1,18 +1,20 @@
-"""The row kernels (cpp/src/rows.hpp): one contiguous row, or a slice of one when threads share
-a long row, in two passes (a first pass of max and sums, then the outputs), and the limit path
-for rows whose maximum is not finite."""
+"""The row kernels (cpp/src/rows.hpp) of one operation: one contiguous row, or a slice of one
+when threads share a long row, in two passes (the max and the sums, then the outputs), and the
+operation's limit for rows whose maximum is not finite.
+
+A row is the tuple of its inputs' and outputs' rows (operands.py); `make_row_kernels` makes
+the kernels of one operation (operations.py), which they know only through its pieces.
+"""
 
 from __future__ import annotations
 
-import math
+from types import SimpleNamespace
 
-import numpy as np
 from numba import njit
 
-from .operations import LOG_SOFTMAX, LOG_SOFTMAX_BACKWARD, SOFTMAX, SOFTMAX_BACKWARD, SOFTMAX_JVP
-from .primitives import LINE_BYTES, compiled, is_finite, stream_copy
-from .vec_exp import exp, row_max
-from .vector_loops import dot, exp_sum, store_exp, value_sum
+from .operands import slices_of, store_at, values_at
+from .primitives import LINE_BYTES, is_finite, stream_copy
+from .vector_loops import make_row_sums, store_exp
 
 # [Note: aliasing]
 # LLVM vectorises a loop that reads one array and writes another only after a run-time check
@@ -31,120 +33,56 @@ from .vector_loops import dot, exp_sum, store_exp, value_sum
 # loop that sums also stores: exps are stored, then summed by a loop that only reads.
 
 
-@compiled
-def limit_row(x, out, log):
-    """A row whose max is not finite (see rows.hpp); False when it came out NaN."""
-    infinite = 0
-    nan = False
-    for i in range(x.shape[0]):
-        infinite += x[i] == np.inf
-        nan |= x[i] != x[i]
-    if nan or infinite == 0:
-        out[:] = np.nan
-        return False
-    count = x.dtype.type(infinite)
-    hit = x.dtype.type(0) - np.log(count) if log else x.dtype.type(1) / count  # +0 for one inf
-    miss = x.dtype.type(-np.inf if log else 0)
-    for i in range(x.shape[0]):
-        out[i] = hit if x[i] == np.inf else miss
-    return True
+def make_row_kernels(op) -> SimpleNamespace:
+    """The row kernels of operation ``op``: ``first_pass``, ``output``, ``row_op`` and
+    ``streamed_output``."""
+    row_max, derive, element, limit = op.reduction.row_max, op.derive, op.element, op.limit
+    keeps_exp = op.keeps_exp
+    row_sums = make_row_sums(op.terms)
+    no_sums = (0.0,) * len(op.terms)
 
+    @njit(nogil=True)
+    def first_pass(ins, outs):
+        """``(m, sums)`` of a row or a slice of one: its maximum (0 for a plain reduction) and
+        the float64 sums; nothing past the max when it is not finite."""
+        x = ins[0]
+        m = row_max(x)
+        if not is_finite(m):
+            return m, no_sums
+        if keeps_exp:
+            store_exp(x, m, outs[0])
+        return m, row_sums(ins, outs, m)
 
-@compiled
-def row_first_pass(op, x, g, out):
-    """``(m, total, dot)`` of a row or a slice of one: its max (forward ops), the float64 sum
-    the second pass needs (of exp(x - m), of y g, of g) and softmax_jvp's sum of exp(x - m) v.
-    softmax and softmax_jvp keep exp(x - m) in ``out``. Nothing past the max when it is not
-    finite: the row takes its limit then (see rows.hpp).
-    """
-    t = x.dtype.type
-    if op == SOFTMAX_BACKWARD:
-        return t(0), dot(x, g, 0), 0.0
-    if op == LOG_SOFTMAX_BACKWARD:
-        return t(0), value_sum(g, g, 0), 0.0
-    m = row_max(x)
-    if not is_finite(m):
-        return m, 0.0, 0.0
-    if op == LOG_SOFTMAX:
-        return m, exp_sum(x, x, m), 0.0
-    store_exp(x, m, out)
-    total = value_sum(out, out, 0)
-    return m, total, dot(out, g, 0) if op == SOFTMAX_JVP else 0.0
+    @njit(nogil=True)
+    def output(ins, outs, m, constants):
+        """The outputs of a row or a slice of one: the element step, loaded and stored."""
+        for i in range(ins[0].shape[0]):
+            store_at(outs, i, element(values_at(ins, i), values_at(outs, i), m, constants))
 
+    @njit(nogil=True)
+    def row_op(ins, outs):
+        m, sums = first_pass(ins, outs)
+        if not is_finite(m):
+            limit(ins, outs)
+            return
+        output(ins, outs, m, derive(sums, 1.0, ins[0]))
 
-@compiled
-def pass_constants(op, total, dot):
-    """``(inv, a, b)`` of `row_second_pass` from a row's combined float64 sums: 1 / total,
-    a = log(total) for log_softmax and the sum itself for the backward ops, b = dot / total.
-    A backward op's sum may be 0 and needs no division."""
-    if op in (SOFTMAX_BACKWARD, LOG_SOFTMAX_BACKWARD):
-        return 1.0, total, 0.0
-    return 1.0 / total, math.log(total) if op == LOG_SOFTMAX else total, dot / total
+    @njit(nogil=True)
+    def streamed_output(ins, outs, m, constants, chunk):
+        """`output` of a one-output row, its whole cache lines through ``chunk`` and
+        `stream_copy`, the part before the first line and after the last stored normally."""
+        out = outs[0]
+        n, line = out.shape[0], LINE_BYTES // out.itemsize
+        done = min(n, (LINE_BYTES - out.ctypes.data % LINE_BYTES) % LINE_BYTES // out.itemsize)
+        output(slices_of(ins, 0, done), slices_of(outs, 0, done), m, constants)
+        while n - done >= line:
+            count = min(chunk.shape[0], (n - done) // line * line)
+            end = done + count
+            output(slices_of(ins, done, end), (chunk[:count],), m, constants)
+            stream_copy(out[done:end], chunk, count)
+            done = end
+        output(slices_of(ins, done, n), slices_of(outs, done, n), m, constants)
 
-
-@njit(nogil=True)
-def backward_values(y, grad, out, a):
-    """softmax_backward's ``out = y (grad - a)`` over a row or a part of one."""
-    for i in range(out.shape[0]):
-        out[i] = y[i] * (grad[i] - a)
-
-
-@compiled
-def row_second_pass(op, x, g, out, s, want_s, m, scale, a, b):
-    """The outputs of a row or a slice of one, as `tile_second_pass` computes a tile's, with
-    one scalar for each of its per-column constants."""
-    if op == SOFTMAX_BACKWARD:
-        backward_values(x, g, out, a)
-    elif op == LOG_SOFTMAX_BACKWARD:
-        for i in range(x.shape[0]):
-            out[i] = g[i] - exp(x[i]) * a
-    elif op == LOG_SOFTMAX:
-        for i in range(x.shape[0]):
-            out[i] = (x[i] - m) - a  # [Note: order of subtraction] in rows.hpp
-    elif op == SOFTMAX:
-        for i in range(out.shape[0]):
-            out[i] *= scale
-    else:
-        if want_s:
-            for i in range(out.shape[0]):
-                s[i] = out[i] * scale
-        for i in range(out.shape[0]):
-            out[i] = (out[i] * scale) * (g[i] - b)
-
-
-@compiled
-def row_limit(op, x, out, s, want_s):
-    """A row whose max is not finite."""
-    if op == SOFTMAX_JVP:
-        saturated = limit_row(x, s if want_s else out, False)
-        out[:] = 0 if saturated else np.nan  # the Jacobian of a saturated softmax is zero
-    else:
-        limit_row(x, out, op == LOG_SOFTMAX)
-
-
-@compiled
-def row_op(op, x, g, out, s, want_s):
-    """One row of ``op``. ``g``, and ``s`` unless ``want_s``, are unused dummies."""
-    m, total, dot = row_first_pass(op, x, g, out)
-    if not is_finite(m):
-        row_limit(op, x, out, s, want_s)
-        return
-    t = x.dtype.type
-    inv, a, b = pass_constants(op, total, dot)
-    row_second_pass(op, x, g, out, s, want_s, m, t(inv), t(a), t(b))
-
-
-@njit(nogil=True)
-def stream_backward(y, grad, out, a, chunk):
-    """`backward_values` over a row, the whole cache lines of ``out`` through ``chunk`` and
-    `stream_copy`, the part before the first line and after the last stored normally."""
-    n, line = out.shape[0], LINE_BYTES // out.itemsize
-    done = min(n, (LINE_BYTES - out.ctypes.data % LINE_BYTES) % LINE_BYTES // out.itemsize)
-    backward_values(y[:done], grad[:done], out[:done], a)
-    while n - done >= line:
-        count = min(chunk.shape[0], (n - done) // line * line)
-        end = done + count
-        backward_values(y[done:end], grad[done:end], chunk[:count], a)
-        stream_copy(out[done:end], chunk, count)
-        done = end
-    backward_values(y[done:], grad[done:], out[done:], a)
+    return SimpleNamespace(
+        first_pass=first_pass, output=output, row_op=row_op, streamed_output=streamed_output
+    )

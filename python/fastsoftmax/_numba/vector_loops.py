@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .operands import slices_of, tile_rows_at, values_at
 from .primitives import is_finite, tile_row
 from .vec_exp import exp
 
@@ -30,9 +31,9 @@ FOLD_ROWS = 8
 # rounding (test_threads.py, a float64 row of 300001). Neumaier's compensated addition keeps it to
 # about one rounding for a few operations per fold. A float32 partial of 256 terms, as LLVM
 # splits it into lanes, was off by up to 6 roundings, and a softmax's 1 / sum with it: past the
-# bound at one element of (41945, 200) on an Intel Xeon. So `value_sum`, which sums the stored exps
-# of softmax and softmax_jvp, adds in float64 (0.30 -> 0.43 us a row of 4096 on that machine),
-# as kernels.cpp does after four terms; the sums with exp in the loop keep float32 partials.
+# bound at one element of (41945, 200) on an Intel Xeon. So the sums of stored exps (softmax,
+# softmax_jvp) are wide, added in float64 (0.30 -> 0.43 us a row of 4096 on that machine), as
+# vector_loops.hpp does after four terms; the sums with exp in the loop keep float32 partials.
 # A tile folds every 8 rows: each column's partial is a sequential sum, and 256 rows of it
 # exceeded the float32 softmax bound.
 
@@ -53,108 +54,109 @@ def compensated_result(total, carry):
     return total + carry if is_finite(total) else total  # inf - inf in the carry is no NaN
 
 
-def make_fold_sum(term, wide=False):
-    """The sum over a row of ``term(a, b, m, i)``, which only reads (Note: deterministic sums);
-    with ``wide``, each term is added in float64 (Note: compensated folding)."""
+def make_row_sum(term, wide):
+    """The sum over contiguous rows ``(ins, outs)`` (operands.py) of ``term`` at each element,
+    in a loop that only reads (rows.py's Note on deterministic sums); with ``wide``, each term
+    is added in float64 (Note: compensated folding)."""
 
-    def partial_sum(a, b, m):
-        part = a.dtype.type(0)
-        for i in range(a.shape[0]):
-            part += term(a, b, m, i)
+    def partial_sum(ins, outs, m):
+        part = ins[0].dtype.type(0)
+        for i in range(ins[0].shape[0]):
+            part += term(values_at(ins, i), values_at(outs, i), m)
         return part
 
-    def wide_partial_sum(a, b, m):
+    def wide_partial_sum(ins, outs, m):
         part = 0.0
-        for i in range(a.shape[0]):
-            part += np.float64(term(a, b, m, i))
+        for i in range(ins[0].shape[0]):
+            part += np.float64(term(values_at(ins, i), values_at(outs, i), m))
         return part
 
     partial_sum = njit(nogil=True, fastmath={"reassoc"})(  # see the Note on fastmath
         wide_partial_sum if wide else partial_sum
     )
 
-    def fold_sum(a, b, m):
+    def fold_sum(ins, outs, m):
         total = carry = 0.0
-        for start in range(0, a.shape[0], FOLD_ELEMENTS):
+        for start in range(0, ins[0].shape[0], FOLD_ELEMENTS):
             stop = start + FOLD_ELEMENTS  # slices from 0: indices LLVM knows are non-negative
-            part = partial_sum(a[start:stop], b[start:stop], m)
+            part = partial_sum(slices_of(ins, start, stop), slices_of(outs, start, stop), m)
             total, carry = add_compensated(total, carry, np.float64(part))
         return compensated_result(total, carry)
 
     return njit(nogil=True)(fold_sum)
 
 
-def make_column_sum(add_row):
-    """Per-column sums over tile ``t`` of ``add_row(part, a_row, b_row, m, out_row)``."""
+def make_row_sums(terms):
+    """The tuple of the float64 sums of ``terms`` (``(term, wide)`` pairs) over a row."""
+    first = make_row_sum(*terms[0])
+    if len(terms) == 1:
+        return njit(nogil=True)(lambda ins, outs, m: (first(ins, outs, m),))
+    rest = make_row_sums(terms[1:])
+    return njit(nogil=True)(lambda ins, outs, m: (first(ins, outs, m), *rest(ins, outs, m)))
 
-    def column_sum(a, b, m, out, t):
+
+def _make_add_terms(terms, first=0):
+    """``part[first + s, c] += term_s(...)`` for each of ``terms``."""
+    term = terms[0][0]
+    if len(terms) == 1:
+
+        def add(part, c, ins, outs, m):
+            part[first, c] += term(ins, outs, m)
+
+    else:
+        rest = _make_add_terms(terms[1:], first + 1)
+
+        def add(part, c, ins, outs, m):
+            part[first, c] += term(ins, outs, m)
+            rest(part, c, ins, outs, m)
+
+    return njit(nogil=True)(add)
+
+
+def make_column_sums(terms, keeps_exp):
+    """``sums[s, c]``, the float64 sums of ``terms`` down each column c of tile ``t`` of blocks
+    ``(ins, outs)``; with ``keeps_exp``, ``exp(x - m)`` is stored in the first output on the
+    way, for the terms to read. Each column's partial is sequential, so the terms are added in
+    the row's dtype whether or not they are wide, folded every FOLD_ROWS rows."""
+    add_terms = _make_add_terms(terms)
+    count = len(terms)
+
+    def column_sums(ins, outs, m, t):
         i, k0, k1 = t
-        part = np.zeros(k1 - k0, a.dtype)
-        total, carry = np.zeros(k1 - k0), np.zeros(k1 - k0)
-        for j in range(a.shape[1]):
-            add_row(
-                part, tile_row(a, i, j, k0, k1), tile_row(b, i, j, k0, k1), m,
-                tile_row(out, i, j, k0, k1),
-            )  # fmt: skip
-            if (j + 1) % FOLD_ROWS == 0 or j + 1 == a.shape[1]:
-                for c in range(part.shape[0]):
-                    total[c], carry[c] = add_compensated(total[c], carry[c], part[c])
-                    part[c] = 0
-        for c in range(total.shape[0]):
-            total[c] = compensated_result(total[c], carry[c])
+        x = ins[0]
+        part = np.zeros((count, k1 - k0), x.dtype)
+        total, carry = np.zeros((count, k1 - k0)), np.zeros((count, k1 - k0))
+        for j in range(x.shape[1]):
+            in_rows, out_rows = tile_rows_at(ins, i, j, k0, k1), tile_rows_at(outs, i, j, k0, k1)
+            for c in range(k1 - k0):
+                if keeps_exp:
+                    out_rows[0][c] = exp(in_rows[0][c] - m[c])
+                add_terms(part, c, values_at(in_rows, c), values_at(out_rows, c), m[c])
+            if (j + 1) % FOLD_ROWS == 0 or j + 1 == x.shape[1]:
+                for s in range(count):
+                    for c in range(k1 - k0):
+                        total[s, c], carry[s, c] = add_compensated(
+                            total[s, c], carry[s, c], part[s, c]
+                        )
+                        part[s, c] = 0
+        for s in range(count):
+            for c in range(k1 - k0):
+                total[s, c] = compensated_result(total[s, c], carry[s, c])
         return total
 
-    return njit(nogil=True)(column_sum)
+    return njit(nogil=True)(column_sums)
 
 
 @njit(nogil=True)
-def _exp_term(x, unused, m, i):
-    return exp(x[i] - m)
-
-
-@njit(nogil=True)
-def _product_term(a, b, unused, i):
-    return a[i] * b[i]
-
-
-@njit(nogil=True)
-def _value_term(a, unused, unused_m, i):
-    return a[i]
-
-
-@njit(nogil=True)
-def _add_exp_store(part, x, unused, m, e):
-    for c in range(part.shape[0]):
-        value = exp(x[c] - m[c])
-        e[c] = value
-        part[c] += value
-
-
-@njit(nogil=True)
-def _add_exp(part, x, unused, m, unused_out):
-    for c in range(part.shape[0]):
-        part[c] += exp(x[c] - m[c])
-
-
-@njit(nogil=True)
-def _add_product(part, a, b, unused, unused_out):
-    for c in range(part.shape[0]):
-        part[c] += a[c] * b[c]
-
-
-@njit(nogil=True)
-def _add_value(part, a, unused, unused_m, unused_out):
-    for c in range(part.shape[0]):
-        part[c] += a[c]
-
-
-exp_sum = make_fold_sum(_exp_term)
-dot = make_fold_sum(_product_term)
-value_sum = make_fold_sum(_value_term, wide=True)
-column_exp_store_sum = make_column_sum(_add_exp_store)
-column_exp_sum = make_column_sum(_add_exp)
-column_dot = make_column_sum(_add_product)
-column_total = make_column_sum(_add_value)
+def column_max(x, t):
+    """The maximum of each column of tile ``t`` (NaN loses, as in simd::max)."""
+    i, k0, k1 = t
+    m = np.full(k1 - k0, -np.inf, x.dtype)
+    for j in range(x.shape[1]):
+        row = tile_row(x, i, j, k0, k1)
+        for c in range(m.shape[0]):
+            m[c] = row[c] if row[c] > m[c] else m[c]
+    return m
 
 
 @njit(nogil=True)
