@@ -25,8 +25,8 @@ constants it derives, its output step at one element and its rule for rows whose
 finite. ``kernels.make_kernels(operation)`` builds the walks (rows, rows shared by threads,
 streamed rows, tiles, tiles shared by threads, gathered columns) as closures over those pieces,
 so each walk is compiled once per operation and none tests which operation it runs; the walks
-and the pieces see the operands only as tuples, through operands.py. A new operation is one
-entry in operations.py and one function in kernels.py.
+and the pieces see the operands only as tuples, through operands.py. A new operation is its
+entry in operations.py, its line in ``kernels.KERNELS`` and its backend function in kernels.py.
 
 The passes, the exp, the limits at +-inf and NaN and the float64 sums are those of the C++
 kernels, whose Notes give the reasons. The differences come from LLVM vectorising these loops
