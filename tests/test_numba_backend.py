@@ -1,6 +1,6 @@
 """The Numba backend's own paths, called directly and compared with ``_reference.py``.
 
-The shared tests reach these through the public API; here each walk of ``_numba.py`` is aimed
+The shared tests reach these through the public API; here each walk of ``_numba`` is aimed
 at on purpose: contiguous rows, rows of length 1, column tiles (several per row of M, with a
 partial last one, and more rows than one float32 fold), the column-by-column path a tile takes
 when a column's max is not finite, and the private buffers and scratch arrays that keep a
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from fastsoftmax import _numba as numba_backend
 from fastsoftmax import _reference
+from fastsoftmax._numba.vec_exp import exp as numba_exp
 from support.backends import threads
 from support.processes import run_python
 from support.tolerances import EXP_MAX_ULP, EXP_SUBNORMAL_QUANTA
@@ -112,7 +113,7 @@ def test_jvp_softmax_may_be_x_while_out_is_v(shape, axis, dtype, rng):
 @numba.njit
 def _exp_array(x, out):
     for i in range(x.shape[0]):
-        out[i] = numba_backend._exp(x[i])
+        out[i] = numba_exp(x[i])
 
 
 def test_exp_over_the_whole_range(dtype):

@@ -89,10 +89,11 @@ def test_numba_streams_the_same_bits(out_offset, dtype, num_threads, monkeypatch
     """The Numba backend's streamed softmax_backward (rows of at least 4 KiB past the
     threshold) against the same calls with streaming switched off: the same bits, on one
     thread and two, with ``out`` on its own cache-line offset or off it by one element."""
-    from fastsoftmax import _numba
+    from fastsoftmax._numba import kernels
+    from fastsoftmax._numba.operations import SOFTMAX_BACKWARD
 
     if CORE is not None:  # the same rule, from the same L3 size
-        assert CORE.streaming_threshold_bytes() == _numba._STREAM_BYTES
+        assert CORE.streaming_threshold_bytes() == kernels.STREAM_BYTES
     shape = _past_threshold(4099, dtype)
     y, grad = _case("softmax_backward", shape, np.dtype(dtype), -1)[0]
 
@@ -100,8 +101,8 @@ def test_numba_streams_the_same_bits(out_offset, dtype, num_threads, monkeypatch
         out = np.zeros(y.size + out_offset, dtype)[out_offset:].reshape(shape)
         return fsm.softmax_backward(y, grad, out=out, backend="numba")
 
-    assert _numba._streams(_numba._SOFTMAX_BACKWARD, y)
+    assert kernels.streams(SOFTMAX_BACKWARD, y)
     streamed = backward()
-    monkeypatch.setattr(_numba, "_STREAM_BYTES", y.nbytes)
-    assert not _numba._streams(_numba._SOFTMAX_BACKWARD, y)
+    monkeypatch.setattr(kernels, "STREAM_BYTES", y.nbytes)
+    assert not kernels.streams(SOFTMAX_BACKWARD, y)
     np.testing.assert_array_equal(streamed, backward())

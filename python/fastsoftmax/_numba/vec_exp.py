@@ -1,0 +1,105 @@
+"""exp and the row max (cpp/src/vec_exp.hpp, and simd.hpp's max), one implementation per dtype
+behind a generic name, callable from compiled code only."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+from .. import _constants
+
+
+def exp(x):
+    """``exp(x)`` of one float32 or float64, written so that LLVM vectorises its loops.
+
+    cpp/src/vec_exp.hpp, operation for operation: clamp, Cody-Waite reduction, a polynomial of
+    degree 5 (float32) or 11 (float64), 2**n built in the exponent bits in two halves.
+    Measured: within 2.03 ulp (float32, every 101st float bit pattern) and 0.87 ulp (float64,
+    3e6 points of [-746, 710]) for normal results, within 1.32 smallest subnormals below them;
+    exp(-inf) = 0, exp(+inf) = +inf, NaN in gives NaN out.
+    """
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+def row_max(row):
+    """The maximum of a contiguous row, NaN if the row's top key is a NaN.
+
+    [Note: integer keys]
+    LLVM vectorises a float max reduction only if it may assume there are no NaNs. The bits of
+    a float read as a signed integer, with the magnitude bits flipped when negative, order like
+    the float, and an integer max reduction vectorises. A NaN may win or lose here; if it loses,
+    it still makes the row sum NaN, and if it wins the max is not finite: the row is NaN either
+    way, as it is in kernels.cpp.
+    """
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+def _make_exp(float_t, int_t, constants):
+    """`exp` for one dtype, from ``_constants``; exp(r) is Horner's rule over the
+    coefficients, highest first."""
+    mantissa_bits = np.finfo(float_t).nmant
+    bias = int_t(np.finfo(float_t).maxexp - 1)
+    magic = float_t(1.5 * 2.0**mantissa_bits)  # adding it rounds to an integer
+    magic_bits = magic.view(int_t)
+    lowest, highest = float_t(constants["lowest"]), float_t(constants["highest"])
+    log2e = float_t(constants["log2e"])
+    ln2_head, ln2_tail = float_t(constants["ln2_head"]), float_t(constants["ln2_tail"])
+    coefficients = constants["coefficients"]
+    head, rest = float_t(coefficients[0]), tuple(float_t(c) for c in coefficients[1:])
+
+    def exp(x):
+        xc = lowest if x < lowest else x  # NaN compares false and passes both clamps
+        xc = highest if xc > highest else xc
+        shifted = xc * log2e + magic
+        n = shifted - magic
+        n_int = float_t(shifted).view(int_t) - magic_bits
+        r = xc - n * ln2_head
+        r = r - n * ln2_tail
+        p = head
+        for c in rest:
+            p = p * r + c
+        half = n_int >> 1
+        scale_a = int_t((half + bias) << mantissa_bits).view(float_t)
+        scale_b = int_t((n_int - half + bias) << mantissa_bits).view(float_t)
+        return (p * scale_a) * scale_b
+
+    return exp
+
+
+_EXPS = {
+    types.float32: _make_exp(np.float32, np.int32, _constants.exp_constants("float32")),
+    types.float64: _make_exp(np.float64, np.int64, _constants.exp_constants("float64")),
+}
+
+
+def _make_row_max(float_t, int_t):
+    magnitude = int_t(np.iinfo(int_t).max)
+    sign_shift = int_t(np.iinfo(int_t).bits - 1)
+    lowest_key = int_t(np.iinfo(int_t).min)
+
+    def row_max(row):
+        bits = row.view(int_t)
+        best = lowest_key
+        for i in range(bits.shape[0]):
+            key = bits[i] ^ ((bits[i] >> sign_shift) & magnitude)
+            best = key if key > best else best
+        return int_t(best ^ ((best >> sign_shift) & magnitude)).view(float_t)
+
+    return row_max
+
+
+_ROW_MAXES = {
+    types.float32: _make_row_max(np.float32, np.int32),
+    types.float64: _make_row_max(np.float64, np.int64),
+}
+
+
+@overload(exp, jit_options={"fastmath": {"contract"}})
+def _overload_exp(x):
+    return _EXPS.get(x)
+
+
+@overload(row_max)
+def _overload_row_max(row):
+    return _ROW_MAXES.get(row.dtype)

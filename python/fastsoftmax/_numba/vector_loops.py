@@ -1,0 +1,166 @@
+"""The sums over a row and over a tile's columns (cpp/src/vector_loops.hpp): partial sums in
+the row's dtype, vectorised by LLVM, folded into a compensated float64 total.
+
+[Note: fold sizes]
+Partial sums stay in the row's dtype for FOLD_ELEMENTS (256) terms, 8 rows of a tile
+(FOLD_ROWS); vector_loops.hpp widens them every two vectors. LLVM gives a loop one vector
+width, so a float64 accumulator in the exp loop halved its float32 speed. Longer partials are
+too coarse: LLVM keeps 32 of them, and with 128 terms each (folding every 4096) the N = 4096
+normal row of test_accuracy.py exceeded its bound (1.12x); with 8 terms it is well inside.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .operands import slices_of, tile_rows_at, values_at
+from .primitives import is_finite, tile_row
+from .vec_exp import exp
+
+FOLD_ELEMENTS = 256
+FOLD_ROWS = 8
+
+# Sums, as in cpp/src/vector_loops.hpp: partial sums in the row's dtype, vectorised
+# by LLVM, then added into float64. Each sum is one term function closed into a fold, since a
+# function passed to a compiled function as an argument would make its callers uncachable.
+#
+# [Note: compensated folding]
+# The float64 total takes one addition per fold, 10**6 / 256 of them for a row of 10**6; for
+# float64 input it is no wider than the partials, and a plain running total lost ~18 units of
+# rounding (test_threads.py, a float64 row of 300001). Neumaier's compensated addition keeps it to
+# about one rounding for a few operations per fold. A float32 partial of 256 terms, as LLVM
+# splits it into lanes, was off by up to 6 roundings, and a softmax's 1 / sum with it: past the
+# bound at one element of (41945, 200) on an Intel Xeon. So the sums of stored exps (softmax,
+# softmax_jvp) are wide, added in float64 (0.30 -> 0.43 us a row of 4096 on that machine), as
+# vector_loops.hpp does after four terms; the sums with exp in the loop keep float32 partials.
+# A tile folds every 8 rows: each column's partial is a sequential sum, and 256 rows of it
+# exceeded the float32 softmax bound.
+
+
+@njit(nogil=True)
+def add_compensated(total, carry, value):
+    """Neumaier's step: ``total + carry`` gains ``value``, ``carry`` keeps what rounding lost."""
+    new_total = total + value
+    if abs(total) >= abs(value):
+        carry += (total - new_total) + value
+    else:
+        carry += (value - new_total) + total
+    return new_total, carry
+
+
+@njit(nogil=True)
+def compensated_result(total, carry):
+    return total + carry if is_finite(total) else total  # inf - inf in the carry is no NaN
+
+
+def make_row_sum(term, wide):
+    """The sum over contiguous rows ``(ins, outs)`` (operands.py) of ``term`` at each element,
+    in a loop that only reads (rows.py's Note on deterministic sums); with ``wide``, each term
+    is added in float64 (Note: compensated folding)."""
+
+    def partial_sum(ins, outs, m):
+        part = ins[0].dtype.type(0)
+        for i in range(ins[0].shape[0]):
+            part += term(values_at(ins, i), values_at(outs, i), m)
+        return part
+
+    def wide_partial_sum(ins, outs, m):
+        part = 0.0
+        for i in range(ins[0].shape[0]):
+            part += np.float64(term(values_at(ins, i), values_at(outs, i), m))
+        return part
+
+    partial_sum = njit(nogil=True, fastmath={"reassoc"})(  # see the Note on fastmath
+        wide_partial_sum if wide else partial_sum
+    )
+
+    def fold_sum(ins, outs, m):
+        total = carry = 0.0
+        for start in range(0, ins[0].shape[0], FOLD_ELEMENTS):
+            stop = start + FOLD_ELEMENTS  # slices from 0: indices LLVM knows are non-negative
+            part = partial_sum(slices_of(ins, start, stop), slices_of(outs, start, stop), m)
+            total, carry = add_compensated(total, carry, np.float64(part))
+        return compensated_result(total, carry)
+
+    return njit(nogil=True)(fold_sum)
+
+
+def make_row_sums(terms):
+    """The tuple of the float64 sums of ``terms`` (``(term, wide)`` pairs) over a row."""
+    first = make_row_sum(*terms[0])
+    if len(terms) == 1:
+        return njit(nogil=True)(lambda ins, outs, m: (first(ins, outs, m),))
+    rest = make_row_sums(terms[1:])
+    return njit(nogil=True)(lambda ins, outs, m: (first(ins, outs, m), *rest(ins, outs, m)))
+
+
+def _make_add_terms(terms, first=0):
+    """``part[first + s, c] += term_s(...)`` for each of ``terms``."""
+    term = terms[0][0]
+    if len(terms) == 1:
+
+        def add(part, c, ins, outs, m):
+            part[first, c] += term(ins, outs, m)
+
+    else:
+        rest = _make_add_terms(terms[1:], first + 1)
+
+        def add(part, c, ins, outs, m):
+            part[first, c] += term(ins, outs, m)
+            rest(part, c, ins, outs, m)
+
+    return njit(nogil=True)(add)
+
+
+def make_column_sums(terms, keeps_exp):
+    """``sums[s, c]``, the float64 sums of ``terms`` down each column c of tile ``t`` of blocks
+    ``(ins, outs)``; with ``keeps_exp``, ``exp(x - m)`` is stored in the first output on the
+    way, for the terms to read. Each column's partial is sequential, so the terms are added in
+    the row's dtype whether or not they are wide, folded every FOLD_ROWS rows."""
+    add_terms = _make_add_terms(terms)
+    count = len(terms)
+
+    def column_sums(ins, outs, m, t):
+        i, k0, k1 = t
+        x = ins[0]
+        part = np.zeros((count, k1 - k0), x.dtype)
+        total, carry = np.zeros((count, k1 - k0)), np.zeros((count, k1 - k0))
+        for j in range(x.shape[1]):
+            in_rows, out_rows = tile_rows_at(ins, i, j, k0, k1), tile_rows_at(outs, i, j, k0, k1)
+            for c in range(k1 - k0):
+                if keeps_exp:
+                    out_rows[0][c] = exp(in_rows[0][c] - m[c])
+                add_terms(part, c, values_at(in_rows, c), values_at(out_rows, c), m[c])
+            if (j + 1) % FOLD_ROWS == 0 or j + 1 == x.shape[1]:
+                for s in range(count):
+                    for c in range(k1 - k0):
+                        total[s, c], carry[s, c] = add_compensated(
+                            total[s, c], carry[s, c], part[s, c]
+                        )
+                        part[s, c] = 0
+        for s in range(count):
+            for c in range(k1 - k0):
+                total[s, c] = compensated_result(total[s, c], carry[s, c])
+        return total
+
+    return njit(nogil=True)(column_sums)
+
+
+@njit(nogil=True)
+def column_max(x, t):
+    """The maximum of each column of tile ``t`` (NaN loses, as in simd::max)."""
+    i, k0, k1 = t
+    m = np.full(k1 - k0, -np.inf, x.dtype)
+    for j in range(x.shape[1]):
+        row = tile_row(x, i, j, k0, k1)
+        for c in range(m.shape[0]):
+            m[c] = row[c] if row[c] > m[c] else m[c]
+    return m
+
+
+@njit(nogil=True)
+def store_exp(x, m, e):
+    """e = exp(x - m), elementwise: its sum is taken afterwards (Note: deterministic sums)."""
+    for i in range(x.shape[0]):
+        e[i] = exp(x[i] - m)
