@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _backends, _checks
+from . import _axes, _backends, _checks
 from ._threads import get_num_threads
 
 # The default backend's fast paths (the Note in _backends.py) when it is loaded at import, as
@@ -57,7 +57,18 @@ def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) 
     return user_out
 
 
-def _unary(op_name: str, x: ArrayLike, axis: int, out: object, backend: str | None) -> np.ndarray:
+Axis = int | tuple[int, ...] | None
+
+
+def _compute(kernel, inputs: tuple, outputs: tuple, axis: int | tuple[int, ...]) -> None:
+    """The backend's ``kernel`` on non-empty arrays, along one axis or several (`_axes.run`)."""
+    if type(axis) is int:
+        kernel(*inputs, *outputs, axis, get_num_threads())
+    else:
+        _axes.run(kernel, inputs, outputs, axis, get_num_threads())
+
+
+def _unary(op_name: str, x: ArrayLike, axis: Axis, out: object, backend: str | None) -> np.ndarray:
     fast = _FAST if backend is None else _backends.fast_paths(backend)
     if fast:
         result = fast[op_name](x, out, axis, get_num_threads())
@@ -70,13 +81,13 @@ def _unary(op_name: str, x: ArrayLike, axis: int, out: object, backend: str | No
     x = _as_dtype(x, compute)
     user_out, written = _output(out, x, dtype, compute, (x,), "out")
     if x.size:
-        getattr(module, op_name)(x, written, ax, get_num_threads())
+        _compute(getattr(module, op_name), (x,), (written,), ax)
     return _deliver(user_out, written, dtype)
 
 
 def _two_inputs(
-    first: ArrayLike, second: ArrayLike, names: tuple[str, str], axis: int
-) -> tuple[np.ndarray, np.ndarray, int, np.dtype, np.dtype]:
+    first: ArrayLike, second: ArrayLike, names: tuple[str, str], axis: Axis
+) -> tuple[np.ndarray, np.ndarray, int | tuple[int, ...], np.dtype, np.dtype]:
     """Both inputs checked and in the compute dtype, the axis, ``(compute, result)`` dtypes."""
     a = _checks.as_array(first)
     b = _checks.as_array(second)
@@ -91,7 +102,7 @@ def _binary(
     names: tuple[str, str],
     first: ArrayLike,
     second: ArrayLike,
-    axis: int,
+    axis: Axis,
     out: object,
     backend: str | None,
 ) -> np.ndarray:
@@ -104,12 +115,12 @@ def _binary(
     a, b, ax, compute, dtype = _two_inputs(first, second, names, axis)
     user_out, written = _output(out, a, dtype, compute, (a, b), "out")
     if a.size:
-        getattr(module, op_name)(a, b, written, ax, get_num_threads())
+        _compute(getattr(module, op_name), (a, b), (written,), ax)
     return _deliver(user_out, written, dtype)
 
 
 def softmax(
-    x: ArrayLike, axis: int = -1, *, out: np.ndarray | None = None, backend: str | None = None
+    x: ArrayLike, axis: Axis = -1, *, out: np.ndarray | None = None, backend: str | None = None
 ) -> np.ndarray:
     """Softmax along one axis: ``exp(x - max(x)) / sum(exp(x - max(x)))``.
 
@@ -157,7 +168,7 @@ def softmax(
 
 
 def log_softmax(
-    x: ArrayLike, axis: int = -1, *, out: np.ndarray | None = None, backend: str | None = None
+    x: ArrayLike, axis: Axis = -1, *, out: np.ndarray | None = None, backend: str | None = None
 ) -> np.ndarray:
     """Log of the softmax along one axis: ``x - max(x) - log(sum(exp(x - max(x))))``.
 
@@ -182,7 +193,7 @@ def log_softmax(
 def softmax_backward(
     y: ArrayLike,
     grad: ArrayLike,
-    axis: int = -1,
+    axis: Axis = -1,
     *,
     out: np.ndarray | None = None,
     backend: str | None = None,
@@ -224,7 +235,7 @@ def softmax_backward(
 def log_softmax_backward(
     y: ArrayLike,
     grad: ArrayLike,
-    axis: int = -1,
+    axis: Axis = -1,
     *,
     out: np.ndarray | None = None,
     backend: str | None = None,
@@ -258,7 +269,7 @@ def log_softmax_backward(
 def softmax_jvp(
     x: ArrayLike,
     v: ArrayLike,
-    axis: int = -1,
+    axis: Axis = -1,
     *,
     return_softmax: bool = False,
     out: np.ndarray | tuple[np.ndarray | None, np.ndarray | None] | None = None,
@@ -315,7 +326,7 @@ def softmax_jvp(
         ):
             raise ValueError("the two outputs of softmax_jvp must not share memory")
     if a.size:
-        module.softmax_jvp(a, b, jvp, s, ax, get_num_threads())
+        _compute(module.softmax_jvp, (a, b), (jvp, s), ax)
     result = _deliver(user_jvp, jvp, dtype)
     if not return_softmax:
         return result
