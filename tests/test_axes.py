@@ -203,6 +203,29 @@ def test_merged_axes_are_views_of_the_operands():
         assert np.shares_memory(out_view, out)
 
 
+def test_merging_never_copies(monkeypatch, rng):
+    """Random slices, steps and transposes: whenever `run` merges, it passes views."""
+    batched: list[bool] = []
+    monkeypatch.setattr(_axes, "_run_in_batches", lambda *args: batched.append(True))
+    seen: list[np.ndarray] = []
+    merged = 0
+    for _ in range(400):
+        ndim = int(rng.integers(2, 5))
+        base = np.zeros(tuple(int(n) for n in rng.integers(1, 4, ndim) * 2))
+        steps = tuple(slice(None, None, int(s)) for s in rng.choice([-2, -1, 1, 2], ndim))
+        x = base[steps].transpose(rng.permutation(ndim))
+        axes = tuple(
+            sorted(int(d) for d in rng.choice(ndim, int(rng.integers(0, ndim + 1)), False))
+        )
+        seen.clear()
+        batched.clear()
+        _axes.run(lambda x, out, axis, threads: seen.append(x), (x,), (x,), axes, 1)
+        if not batched:
+            merged += 1
+            assert np.shares_memory(seen[0], base), (x.shape, x.strides, axes)
+    assert merged > 100  # the draws exercise the merging, not only the batches
+
+
 def test_unmerged_axes_go_in_bounded_batches(monkeypatch):
     """axis=(0, 2) of a C-contiguous array: scratch rows, at most BATCH_BYTES a batch."""
     budget = 4096

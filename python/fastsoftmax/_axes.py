@@ -5,14 +5,16 @@ The backends reduce along one axis. `run` gives them a call over an axis tuple (
 x's shape the reduction axes move to the end and merge into one axis, the product of their
 lengths long, and the other axes (the batch) keep their order, so an operand of x's shape
 without the axes (a per-row result) already has the batch's shape and is passed as it is.
-With ``axis=()`` the merged axis has length 1: every entry is its own row.
+With ``axis=()`` the merged axis has length 1: every entry is its own row. `try_fast` gives a
+backend's fast path (the Note in _backends.py) the same merged views, so a call whose axes
+merge costs the one-axis call plus the few microseconds of Python that merging takes.
 
 [Note: merging the axes]
 Two axes ``p`` then ``q`` of an array merge into one, as a view, when ``stride[p] == stride[q] *
 shape[q]`` (a length-1 axis merges with any), the rule a C-ordered reshape follows. A row is a
 set of entries: the order the merged axis lists them in changes no result beyond rounding, but
 it must be the same in every operand. We take the order by decreasing ``|stride|`` in x (ties:
-in the next operand, then the axes' own order), which merges a C- or Fortran-ordered x, its
+the axes' own order), which merges a C- or Fortran-ordered x, its
 transposes and any slice that keeps whole the axes it reduces over; every other operand is
 checked in that order. So ``axis=(1, 2)`` of a C-contiguous ``(64, 32, 32)`` x becomes axis 1 of
 a ``(64, 1024)`` view, the call the user could have made. An operand whose axes do not merge
@@ -31,7 +33,6 @@ and a batch of it takes about a millisecond of kernel and copies, so the Python 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -39,6 +40,7 @@ import numpy as np
 from . import _checks
 
 BATCH_BYTES = 8 * 2**20  # see the Note on batches of rows
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def run(
@@ -55,14 +57,9 @@ def run(
     backend contract (see ``_api.py``). ``outputs`` may hold None (an output the call does not
     ask for), and those at the positions in ``reduced`` have x's shape without ``axes``.
     """
-    x = inputs[0]
-    shape = x.shape
+    plan = _plan(axes, inputs[0])
+    perm, chain, merged_shape = plan
     full = [a for i, a in enumerate(outputs) if a is not None and i not in reduced]
-    order = _row_order(axes, shape, [*inputs, *full])
-    batch = tuple(d for d in range(x.ndim) if d not in axes)
-    perm = (*batch, *order)
-    chain = [d for d in order if shape[d] != 1]
-    merged_shape = (*(shape[d] for d in batch), math.prod(shape[d] for d in axes))
     views: dict[int, np.ndarray | None] = {}  # by id: the same array gets the same view
     for a in (*inputs, *full):
         if id(a) not in views:
@@ -71,16 +68,66 @@ def run(
         merged_outputs = tuple(
             a if a is None or i in reduced else views[id(a)] for i, a in enumerate(outputs)
         )
-        kernel(*(views[id(a)] for a in inputs), *merged_outputs, len(batch), threads)
+        kernel(*(views[id(a)] for a in inputs), *merged_outputs, len(merged_shape) - 1, threads)
         return
-    _run_in_batches(kernel, inputs, outputs, reduced, views, perm, merged_shape, threads)
+    _run_in_batches(kernel, inputs, outputs, reduced, views, plan, threads)
 
 
-def _row_order(axes: tuple[int, ...], shape: tuple[int, ...], arrays: list) -> list[int]:
-    """The reduction axes in the order the merged axis lists them (the Note on merging)."""
-    if len(axes) < 2:
-        return list(axes)
-    return sorted(axes, key=lambda d: tuple(-abs(a.strides[d]) for a in arrays[:2]))
+def try_fast(
+    fast: Callable[..., np.ndarray | None],
+    inputs: tuple[object, ...],
+    out: object,
+    axis: object,
+    threads: int,
+) -> np.ndarray | None:
+    """A backend's fast path ``fast`` (the Note in _backends.py) on the views `run` would make.
+
+    For an ``axis`` that is not an int, after the fast path declined it: where the inputs are
+    native float arrays of one shape and every operand's axes merge, the call is that of the
+    merged views along their last axis, the result as `run` would give it; anything else
+    returns None and the Python layer takes it (the axis errors are those it would raise).
+    """
+    x = inputs[0]
+    if type(x) is not np.ndarray or (x.dtype is not _FLOAT32 and x.dtype is not _FLOAT64):
+        return None
+    for a in inputs[1:]:
+        if type(a) is not np.ndarray or a.dtype is not x.dtype or a.shape != x.shape:
+            return None
+    if out is not None and (type(out) is not np.ndarray or out.shape != x.shape):
+        return None
+    axes = _checks.normalize_axis(axis, x.ndim)
+    if type(axes) is int:
+        return fast(*inputs, out, axes, threads)
+    perm, chain, merged_shape = _plan(axes, x)
+    arrays = inputs if out is None else (*inputs, out)
+    if not all(_merges(a, chain) for a in arrays):  # type: ignore[arg-type]
+        return None
+    views = [a.transpose(perm).reshape(merged_shape) for a in arrays]  # type: ignore[union-attr]
+    if out is not None:
+        return None if fast(*views, len(merged_shape) - 1, threads) is None else out
+    result = fast(*views, None, len(merged_shape) - 1, threads)
+    if result is None:
+        return None
+    # C-contiguous as x's merged view is: back in x's axis order it has x's layout.
+    result = result.reshape([x.shape[d] for d in perm])
+    return result.transpose(sorted(range(x.ndim), key=perm.__getitem__))  # the inverse of perm
+
+
+def _plan(axes: tuple[int, ...], x: np.ndarray) -> tuple[tuple[int, ...], list[int], tuple]:
+    """``(perm, chain, merged_shape)``: the axes in the order that puts the batch first and the
+    reduction axes last, those of the latter longer than 1, and the shape of a merged view."""
+    shape, strides = x.shape, x.strides
+    # By decreasing |stride| of x (the Note on merging); sorted() keeps ties in axis order.
+    order = sorted(axes, key=lambda d: -abs(strides[d])) if len(axes) > 1 else axes
+    batch = [d for d in range(len(shape)) if d not in axes]
+    length = 1
+    for d in axes:
+        length *= shape[d]
+    return (
+        (*batch, *order),
+        [d for d in order if shape[d] != 1],
+        (*[shape[d] for d in batch], length),
+    )
 
 
 def _merges(a: np.ndarray, chain: list[int]) -> bool:
@@ -95,11 +142,11 @@ def _run_in_batches(
     outputs: tuple[np.ndarray | None, ...],
     reduced: tuple[int, ...],
     views: dict[int, np.ndarray | None],
-    perm: tuple[int, ...],
-    merged_shape: tuple[int, ...],
+    plan: tuple[tuple[int, ...], list[int], tuple],
     threads: int,
 ) -> None:
     """`run` for operands some of which do not merge: the Note on batches of rows."""
+    perm, _, merged_shape = plan
     x = inputs[0]
     batch_shape, n = merged_shape[:-1], merged_shape[-1]
     row_shape = tuple(x.shape[d] for d in perm[len(batch_shape) :])
@@ -162,7 +209,7 @@ def _batches(batch_shape: tuple[int, ...], split: int, chunk: int):
         yield (Ellipsis,)
         return
     length = batch_shape[split]
-    for prefix in np.ndindex(*batch_shape[:split]):
+    for prefix in itertools.product(*map(range, batch_shape[:split])):
         for start in range(0, length, chunk):
             yield (*prefix, slice(start, min(start + chunk, length)), Ellipsis)
 

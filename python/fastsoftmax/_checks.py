@@ -80,7 +80,10 @@ def normalize_axis(axis: object, ndim: int) -> int | tuple[int, ...]:
 def _axis_set(axis: tuple, ndim: int) -> set[int]:
     seen: set[int] = set()
     for entry in axis:
-        index = _axis_index(entry, ndim, f"axis entries must be integers (in {axis!r})")
+        if type(entry) is int and -ndim <= entry < ndim:  # the common case, as above
+            index = entry % ndim
+        else:
+            index = _axis_index(entry, ndim, f"axis entries must be integers (in {axis!r})")
         if index in seen:
             raise ValueError(f"axis {index} appears twice in axis={axis!r}")
         seen.add(index)
