@@ -14,6 +14,8 @@ import fastsoftmax as fsm
 import numpy as np
 import pytest
 from fastsoftmax import _axes, _backends
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from numpy.exceptions import AxisError
 from support.layouts import LAYOUTS, in_layout
 from support.operations import (
@@ -62,6 +64,28 @@ def test_values_in_every_input_layout(name, layout, backend, dtype, rng):
             values = make_inputs(name, shape, dtype, rng, axis)
             inputs = tuple(in_layout(v, layout)[0] for v in values)
             check(name, inputs, axis, backend, dtype, f"{layout} axis={axis}")
+
+
+@st.composite
+def _shapes_and_axes(draw: st.DrawFn) -> tuple[tuple[int, ...], object]:
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=0, max_size=4)))
+    ndim = len(shape)
+    if draw(st.booleans()) and ndim:
+        axes = draw(st.permutations(range(ndim)))[: draw(st.integers(0, ndim))]
+        return shape, tuple(d - ndim if draw(st.booleans()) else d for d in axes)
+    return shape, draw(st.sampled_from([None, ()]))
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@given(case=_shapes_and_axes(), layout=st.sampled_from(LAYOUTS), seed=st.integers(0, 2**32 - 1))
+def test_any_shape_axes_and_layout(name, case, layout, seed, plain_backend):
+    """Hypothesis: 0-d to 4-d, any subset of the axes in any order, any layout."""
+    shape, axis = case
+    assume(shape or layout == "C")  # a 0-d array has one layout, which in_layout does not make
+    dtype = np.dtype(np.float64)
+    values = make_inputs(name, shape, dtype, np.random.default_rng(seed), axis)
+    inputs = tuple(in_layout(v, layout)[0] for v in values) if shape else values
+    check(name, inputs, axis, plain_backend, dtype, f"{shape} {layout} axis={axis}")
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

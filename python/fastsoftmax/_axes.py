@@ -25,9 +25,10 @@ Rows we cannot view are gathered, a batch at a time, into C-contiguous scratch a
 whose last axis the backend reads a row as it would a C-contiguous one); a scratch output is
 scattered back into its rows after the batch. The scratch arrays of a batch hold at most
 ``BATCH_BYTES`` = 8 MiB together, or one row of each where a row is larger. A transposed copy
-of every operand would double a call's memory; 8 MiB is a bounded cost whatever the array,
-and a batch of it takes about a millisecond of kernel and copies, so the Python work of a batch
-(about 20 us: the slices and the backend's own argument checks) stays near 2 % of it.
+of every operand would double a call's memory; 8 MiB is a bounded cost whatever the array, and
+still large next to the Python work of a batch (slices, copies, the backend's own checks):
+about 17 us a batch, against 3.8 ms for a batch of 8 MiB (softmax of a (64, 256, 64) float32
+x over axes (0, 2) with its out, gathered and scattered; one thread, a loaded 2-core machine).
 """
 
 from __future__ import annotations
