@@ -7,8 +7,8 @@ argument position and backend lives where it was first tested, named in the last
 
 - test_errors.py: shapes, axes, ``out`` (shape, dtype, read-only, not an array, jvp pairs),
   unknown and unavailable backends; test_dtypes.py: refused dtypes (type only);
-  test_edge_cases.py: 0-d input; test_config.py / test_simd.py: environment variables, thread
-  counts below 1 or not integers.
+  test_edge_cases.py: 0-d input; test_axes.py: axis tuples (repeated axes, their entries);
+  test_config.py / test_simd.py: environment variables, thread counts below 1 or not integers.
 
 The tests after the table add what those do not check: the message and untouched arrays for
 refused dtypes, non-array inputs (a dict or a string is not array data, whereas a list is),
@@ -120,8 +120,22 @@ TABLE = [
         "axis not an integer",
         "fsm.softmax(x, axis=1.0, out=out)",
         TypeError,
-        "axis must be an integer; got 1.0",
+        "axis must be an integer, a tuple of integers or None; got 1.0",
         "test_errors",
+    ),
+    Misuse(
+        "axis tuple entry not an integer",
+        "fsm.softmax(x, axis=(0, True), out=out)",
+        TypeError,
+        "axis entries must be integers (in (0, True)); got True",
+        "test_axes",
+    ),
+    Misuse(
+        "axis repeated",
+        "fsm.softmax(x, axis=(0, -2), out=out)",
+        ValueError,
+        "axis 0 appears twice in axis=(0, -2)",
+        "test_axes",
     ),
     Misuse(
         "wrong out shape",

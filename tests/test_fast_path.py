@@ -71,6 +71,25 @@ def _cases(name: str) -> Iterator[tuple[str, Build, bool]]:
     yield "axis 0", with_inputs(inputs, lambda a: {"axis": 0}), CPP
     yield "axis -2", with_inputs(inputs, lambda a: {"axis": -2}), CPP
     yield "3-d", with_inputs(cube, lambda a: {"axis": 1}), CPP
+    # Axis tuples and None: try_<op> declines them, and _axes.try_fast hands it merged views.
+    for axis in [(1, 2), (0, 1), (0, 2), (2, 0, 1), (1,), None, ()]:
+        yield f"3-d axis={axis}", with_inputs(cube, lambda a, axis=axis: {"axis": axis}), NONE
+        yield (
+            f"3-d axis={axis} out F-ordered",
+            with_inputs(cube, lambda a, axis=axis: {"axis": axis, "out": np.asfortranarray(a[0])}),
+            NONE,
+        )
+        yield (
+            f"3-d axis={axis} in place",
+            with_inputs(cube, lambda a, axis=axis: {"axis": axis, "out": a[-1]}),
+            NONE,
+        )
+    f_cube = tuple(np.asfortranarray(a) for a in cube)
+    yield "F-ordered 3-d axis=(0, 1)", with_inputs(f_cube, lambda a: {"axis": (0, 1)}), NONE
+    scalars = tuple(a[0, 0, 0].reshape(()) for a in cube)
+    yield "0-d axis=None", with_inputs(scalars, lambda a: {"axis": None}), NONE
+    yield "axis (0, 0)", with_inputs(cube, lambda a: {"axis": (0, 0)}), NONE
+    yield "axis (0, 1.0)", with_inputs(cube, lambda a: {"axis": (0, 1.0)}), NONE
     yield "out separate", with_inputs(inputs, lambda a: {"out": np.empty_like(a[0])}), BOTH
     yield "out is the first input", with_inputs(inputs, lambda a: {"out": a[0]}), BOTH
     yield "out is the last input", with_inputs(inputs, lambda a: {"out": a[-1]}), BOTH

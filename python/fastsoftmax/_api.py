@@ -1,7 +1,8 @@
 """The public functions: check the arguments once, then hand plain arrays to a backend.
 
 Every backend function receives arrays of one shape and one float dtype (float32 or float64),
-a non-negative ``axis``, a non-empty input, and outputs that share no memory with the inputs
+a non-negative ``axis`` (an axis tuple reaches them merged into one: ``_axes.py``), a non-empty
+input, and outputs that share no memory with the inputs
 unless they are exactly an input (see ``_checks.needs_scratch``). ``_reference.py`` states the
 contract in code.
 """
@@ -11,12 +12,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _backends, _checks
+from . import _axes, _backends, _checks
 from ._threads import get_num_threads
 
 # The default backend's fast paths (the Note in _backends.py) when it is loaded at import, as
 # the C++ one is: looked up once, since a call through one takes well under a microsecond.
 _FAST = _backends.fast_paths(_backends.DEFAULT)
+
+# What ``axis`` takes: one axis, several reduced jointly, or None for all of them.
+Axis = int | tuple[int, ...] | None
 
 
 def _output(
@@ -57,10 +61,20 @@ def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) 
     return user_out
 
 
-def _unary(op_name: str, x: ArrayLike, axis: int, out: object, backend: str | None) -> np.ndarray:
+def _compute(kernel, inputs: tuple, outputs: tuple, axis: int | tuple[int, ...]) -> None:
+    """The backend's ``kernel`` on non-empty arrays, along one axis or several (`_axes.run`)."""
+    if type(axis) is int:
+        kernel(*inputs, *outputs, axis, get_num_threads())
+    else:
+        _axes.run(kernel, inputs, outputs, axis, get_num_threads())
+
+
+def _unary(op_name: str, x: ArrayLike, axis: Axis, out: object, backend: str | None) -> np.ndarray:
     fast = _FAST if backend is None else _backends.fast_paths(backend)
     if fast:
         result = fast[op_name](x, out, axis, get_num_threads())
+        if result is None and type(axis) is not int:  # several axes, merged where they can be
+            result = _axes.try_fast(fast[op_name], (x,), out, axis, get_num_threads())
         if result is not None:
             return result
     module = _backends.resolve(backend)
@@ -70,13 +84,13 @@ def _unary(op_name: str, x: ArrayLike, axis: int, out: object, backend: str | No
     x = _as_dtype(x, compute)
     user_out, written = _output(out, x, dtype, compute, (x,), "out")
     if x.size:
-        getattr(module, op_name)(x, written, ax, get_num_threads())
+        _compute(getattr(module, op_name), (x,), (written,), ax)
     return _deliver(user_out, written, dtype)
 
 
 def _two_inputs(
-    first: ArrayLike, second: ArrayLike, names: tuple[str, str], axis: int
-) -> tuple[np.ndarray, np.ndarray, int, np.dtype, np.dtype]:
+    first: ArrayLike, second: ArrayLike, names: tuple[str, str], axis: Axis
+) -> tuple[np.ndarray, np.ndarray, int | tuple[int, ...], np.dtype, np.dtype]:
     """Both inputs checked and in the compute dtype, the axis, ``(compute, result)`` dtypes."""
     a = _checks.as_array(first)
     b = _checks.as_array(second)
@@ -91,35 +105,40 @@ def _binary(
     names: tuple[str, str],
     first: ArrayLike,
     second: ArrayLike,
-    axis: int,
+    axis: Axis,
     out: object,
     backend: str | None,
 ) -> np.ndarray:
     fast = _FAST if backend is None else _backends.fast_paths(backend)
     if fast:
         result = fast[op_name](first, second, out, axis, get_num_threads())
+        if result is None and type(axis) is not int:  # several axes, merged where they can be
+            result = _axes.try_fast(fast[op_name], (first, second), out, axis, get_num_threads())
         if result is not None:
             return result
     module = _backends.resolve(backend)
     a, b, ax, compute, dtype = _two_inputs(first, second, names, axis)
     user_out, written = _output(out, a, dtype, compute, (a, b), "out")
     if a.size:
-        getattr(module, op_name)(a, b, written, ax, get_num_threads())
+        _compute(getattr(module, op_name), (a, b), (written,), ax)
     return _deliver(user_out, written, dtype)
 
 
 def softmax(
-    x: ArrayLike, axis: int = -1, *, out: np.ndarray | None = None, backend: str | None = None
+    x: ArrayLike, axis: Axis = -1, *, out: np.ndarray | None = None, backend: str | None = None
 ) -> np.ndarray:
-    """Softmax along one axis: ``exp(x - max(x)) / sum(exp(x - max(x)))``.
+    """Softmax along an axis or over several: ``exp(x - max(x)) / sum(exp(x - max(x)))``.
 
     Parameters
     ----------
     x : array_like
         Logits. float32 and float64 are computed as they are, float16 in float32 (the result is
         float16), integers and bools in float64.
-    axis : int, optional
-        The axis the probabilities sum to 1 along; negative counts from the end. Default -1.
+    axis : int, tuple of ints or None, optional
+        The axis the probabilities sum to 1 along, or the axes they sum to 1 over jointly (as
+        in ``scipy.special.softmax``): a row is then every entry that shares its index along
+        the other axes. Negative axes count from the end; ``None`` takes all axes, ``()`` none
+        (each entry is a row of length 1, whose softmax is 1). Default -1.
     out : ndarray, optional
         Where to write the result: the result's shape and dtype, writeable. It may be ``x``
         itself (in place); any other overlap with ``x`` is handled through a scratch copy.
@@ -134,11 +153,13 @@ def softmax(
     Raises
     ------
     TypeError
-        For complex, object, string or longdouble input, or an ``out`` of the wrong dtype.
+        For complex, object, string or longdouble input, an ``out`` of the wrong dtype, or an
+        ``axis`` that is not an int, a tuple of ints or None (a bool is refused, a list too).
     numpy.exceptions.AxisError
-        If ``axis`` is out of range (a 0-d input has no axis).
+        If an axis is out of range (a 0-d input has none: it takes ``None`` or ``()``).
     ValueError
-        For an ``out`` of the wrong shape or a read-only one, or an unknown backend.
+        For an ``out`` of the wrong shape or a read-only one, an axis named twice in ``axis``,
+        or an unknown backend.
 
     Notes
     -----
@@ -152,14 +173,17 @@ def softmax(
     >>> import numpy as np, fastsoftmax as fsm
     >>> fsm.softmax(np.array([1.0, 2.0, 3.0])).round(4)
     array([0.09  , 0.2447, 0.6652])
+    >>> fsm.softmax(np.zeros((2, 2, 3)), axis=(0, 2))[:, 0]
+    array([[0.16666667, 0.16666667, 0.16666667],
+           [0.16666667, 0.16666667, 0.16666667]])
     """
     return _unary("softmax", x, axis, out, backend)
 
 
 def log_softmax(
-    x: ArrayLike, axis: int = -1, *, out: np.ndarray | None = None, backend: str | None = None
+    x: ArrayLike, axis: Axis = -1, *, out: np.ndarray | None = None, backend: str | None = None
 ) -> np.ndarray:
-    """Log of the softmax along one axis: ``x - max(x) - log(sum(exp(x - max(x))))``.
+    """Log of the softmax along an axis or over several: ``x - max - log(sum(exp(x - max)))``.
 
     Parameters, returns and errors are those of `softmax`.
 
@@ -182,7 +206,7 @@ def log_softmax(
 def softmax_backward(
     y: ArrayLike,
     grad: ArrayLike,
-    axis: int = -1,
+    axis: Axis = -1,
     *,
     out: np.ndarray | None = None,
     backend: str | None = None,
@@ -224,7 +248,7 @@ def softmax_backward(
 def log_softmax_backward(
     y: ArrayLike,
     grad: ArrayLike,
-    axis: int = -1,
+    axis: Axis = -1,
     *,
     out: np.ndarray | None = None,
     backend: str | None = None,
@@ -258,7 +282,7 @@ def log_softmax_backward(
 def softmax_jvp(
     x: ArrayLike,
     v: ArrayLike,
-    axis: int = -1,
+    axis: Axis = -1,
     *,
     return_softmax: bool = False,
     out: np.ndarray | tuple[np.ndarray | None, np.ndarray | None] | None = None,
@@ -315,7 +339,7 @@ def softmax_jvp(
         ):
             raise ValueError("the two outputs of softmax_jvp must not share memory")
     if a.size:
-        module.softmax_jvp(a, b, jvp, s, ax, get_num_threads())
+        _compute(module.softmax_jvp, (a, b), (jvp, s), ax)
     result = _deliver(user_jvp, jvp, dtype)
     if not return_softmax:
         return result

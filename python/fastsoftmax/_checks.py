@@ -59,16 +59,46 @@ _COMMON_DTYPES = {
 }
 
 
-def normalize_axis(axis: object, ndim: int) -> int:
-    """``axis`` as a non-negative index, with NumPy's error for one out of range."""
+def normalize_axis(axis: object, ndim: int) -> int | tuple[int, ...]:
+    """``axis`` as what the backends take: one non-negative index, or the sorted tuple of them.
+
+    An int, or a tuple or None that selects exactly one axis, gives that axis as an int (the
+    backends' own case); any other tuple or None gives the sorted tuple of the axes it selects,
+    ``()`` included, for `_axes.run`. NumPy's AxisError for one out of range.
+    """
     if type(axis) is int and -ndim <= axis < ndim:  # the common case, without the checks below
         return axis % ndim
+    if axis is None:
+        axes: tuple[int, ...] = tuple(range(ndim))
+    elif type(axis) is tuple:
+        axes = tuple(sorted(_axis_set(axis, ndim)))
+    else:
+        return _axis_index(axis, ndim, "axis must be an integer, a tuple of integers or None")
+    return axes[0] if len(axes) == 1 else axes
+
+
+def _axis_set(axis: tuple, ndim: int) -> set[int]:
+    seen: set[int] = set()
+    for entry in axis:
+        if type(entry) is int and -ndim <= entry < ndim:  # the common case, as above
+            index = entry % ndim
+        else:
+            index = _axis_index(entry, ndim, f"axis entries must be integers (in {axis!r})")
+        if index in seen:
+            raise ValueError(f"axis {index} appears twice in axis={axis!r}")
+        seen.add(index)
+    return seen
+
+
+def _axis_index(axis: object, ndim: int, expected: str) -> int:
+    # A bool is an int to Python, but axis=True is far likelier a mistake than a request for
+    # axis 1: refused, as NumPy 2's reductions do.
     if isinstance(axis, bool):
-        raise TypeError(f"axis must be an integer; got {axis!r}")
+        raise TypeError(f"{expected}; got {axis!r}")
     try:
         index = operator.index(axis)
     except TypeError:
-        raise TypeError(f"axis must be an integer; got {axis!r}") from None
+        raise TypeError(f"{expected}; got {axis!r}") from None
     if not -ndim <= index < ndim:
         raise AxisError(index, ndim)  # also for 0-d input, which has no axis
     return index % ndim
@@ -121,7 +151,7 @@ def _has_internal_overlap(a: np.ndarray) -> bool:
     return bool((np.diff(offsets) < a.itemsize).any())
 
 
-def _same_view(first: np.ndarray, second: np.ndarray) -> bool:
+def same_view(first: np.ndarray, second: np.ndarray) -> bool:
     return (
         first.dtype == second.dtype
         and first.strides == second.strides
@@ -136,6 +166,6 @@ def needs_scratch(out: np.ndarray, inputs: tuple[np.ndarray, ...]) -> bool:
     ``out`` may *be* an input; any other overlap is computed into a scratch array first.
     """
     for array in inputs:  # a plain loop: this runs on every call with out=
-        if out is not array and np.may_share_memory(out, array) and not _same_view(out, array):
+        if out is not array and np.may_share_memory(out, array) and not same_view(out, array):
             return True
     return False

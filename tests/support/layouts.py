@@ -25,7 +25,7 @@ def in_layout(values: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray |
     if layout == "C":
         array = np.ascontiguousarray(values).copy()
     elif layout == "F":
-        array = np.asfortranarray(values).copy()
+        array = np.array(values, order="F")  # a copy (ndarray.copy would make it C-ordered)
     elif layout in ("strided", "negative-strided"):
         # Every other element of a NaN-filled buffer: 1, 3, ... or 2n, 2n-2, ..., 2.
         buffer = np.full(tuple(2 * n + 1 for n in shape), np.nan, dtype=values.dtype)

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+# An axis as the public functions take it: one int, a tuple of ints, or None (all axes).
+Axis = int | tuple[int, ...] | None
 WIDE = np.longdouble if np.finfo(np.longdouble).nmant >= 63 else np.float64
 
 
@@ -28,17 +30,32 @@ def narrow(a: np.ndarray) -> np.ndarray:
         return a.astype(np.float64)
 
 
-def _sum(a: np.ndarray, axis: int) -> np.ndarray:
-    """Row sums along ``axis`` (keepdims), pairwise in WIDE, or exact if WIDE is float64."""
-    rows = np.ascontiguousarray(np.moveaxis(a, axis, -1))
+def _sum(a: np.ndarray, axis: Axis) -> np.ndarray:
+    """Row sums over ``axis`` (keepdims), pairwise in WIDE, or exact if WIDE is float64.
+
+    ``axis`` may be a tuple of axes (``()``: every entry its own row) or None (all axes): the
+    row is every entry those axes select, as ``np.sum(a, axis, keepdims=True)`` takes it.
+    """
+    axes = _axis_tuple(axis, a.ndim)
+    keep = tuple(1 if d in axes else n for d, n in enumerate(a.shape))
+    moved = np.moveaxis(a, axes, tuple(range(a.ndim - len(axes), a.ndim)))
+    row = math.prod(a.shape[d] for d in axes)
+    rows = np.ascontiguousarray(moved).reshape((*moved.shape[: a.ndim - len(axes)], row))
     if WIDE is np.float64 and rows.size:
         total = np.apply_along_axis(math.fsum, -1, rows)
     else:
         total = rows.sum(axis=-1)
-    return np.expand_dims(total, axis)
+    return total.reshape(keep)
 
 
-def _row_masks(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _axis_tuple(axis: Axis, ndim: int) -> tuple[int, ...]:
+    """``axis`` as a tuple of non-negative axes (written here, not taken from fastsoftmax)."""
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(d % ndim for d in (axis if isinstance(axis, tuple) else (axis,)))
+
+
+def _row_masks(x: np.ndarray, axis: Axis) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(nan rows, +inf rows, count of +inf)`` along ``axis``, keepdims."""
     nan_rows = np.isnan(x).any(axis=axis, keepdims=True) | np.isneginf(x).all(
         axis=axis, keepdims=True
@@ -47,7 +64,7 @@ def _row_masks(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return nan_rows, (count > 0) & ~nan_rows, count
 
 
-def _softmax_wide(x: np.ndarray, axis: int) -> np.ndarray:
+def _softmax_wide(x: np.ndarray, axis: Axis) -> np.ndarray:
     x = _wide(x)
     nan_rows, inf_rows, count = _row_masks(x, axis)
     with np.errstate(all="ignore"):
@@ -58,12 +75,12 @@ def _softmax_wide(x: np.ndarray, axis: int) -> np.ndarray:
     return np.where(nan_rows, np.nan, np.where(inf_rows, limit, s))
 
 
-def ref_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def ref_softmax(x: np.ndarray, axis: Axis = -1) -> np.ndarray:
     """softmax; NaN rows (a NaN, or all -inf); +inf rows share 1 among the +inf entries."""
     return narrow(_softmax_wide(x, axis))
 
 
-def ref_logsumexp_shift(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+def ref_logsumexp_shift(x: np.ndarray, axis: Axis = -1) -> tuple[np.ndarray, np.ndarray]:
     """``(x - max, log(sum(exp(x - max))))`` in WIDE, for rows with a finite maximum."""
     x = _wide(x)
     with np.errstate(all="ignore"):
@@ -73,7 +90,7 @@ def ref_logsumexp_shift(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.n
     return shifted, lse
 
 
-def ref_log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def ref_log_softmax(x: np.ndarray, axis: Axis = -1) -> np.ndarray:
     x = _wide(x)
     nan_rows, inf_rows, count = _row_masks(x, axis)
     shifted, lse = ref_logsumexp_shift(np.where(nan_rows | inf_rows, 0, x), axis)
@@ -83,19 +100,19 @@ def ref_log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return narrow(np.where(nan_rows, np.nan, np.where(inf_rows, limit, y)))
 
 
-def ref_softmax_backward(y: np.ndarray, g: np.ndarray, axis: int = -1) -> np.ndarray:
+def ref_softmax_backward(y: np.ndarray, g: np.ndarray, axis: Axis = -1) -> np.ndarray:
     y, g = _wide(y), _wide(g)
     with np.errstate(all="ignore"):
         return narrow(y * (g - _sum(y * g, axis)))
 
 
-def ref_log_softmax_backward(y: np.ndarray, g: np.ndarray, axis: int = -1) -> np.ndarray:
+def ref_log_softmax_backward(y: np.ndarray, g: np.ndarray, axis: Axis = -1) -> np.ndarray:
     y, g = _wide(y), _wide(g)
     with np.errstate(all="ignore"):
         return narrow(g - np.exp(y) * _sum(g, axis))
 
 
-def ref_softmax_jvp(x: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
+def ref_softmax_jvp(x: np.ndarray, v: np.ndarray, axis: Axis = -1) -> np.ndarray:
     """``s * (v - sum(s * v))``, and exactly 0 in a row whose maximum is +inf."""
     s, v = _softmax_wide(x, axis), _wide(v)
     _, inf_rows, _ = _row_masks(_wide(x), axis)
