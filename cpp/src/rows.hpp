@@ -29,6 +29,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 
 #include "fastsoftmax/fastsoftmax.hpp"
@@ -121,8 +122,8 @@ struct RowContext {
 
 constexpr auto no_prefetch = [](int64_t) {};
 
-// Every operand's stride along a contiguous row.
-constexpr ByRole<int64_t> kUnitStrides = {{1, 1, 1, 1}};
+// Every operand's stride along a contiguous row (a per-row output's is 0).
+constexpr ByRole<int64_t> kUnitStrides = {{1, 1, 1, 1, 0, 0}};
 
 // The first pass over [begin, end) of a row, reduced to what the second pass needs (see the
 // Note on passes). prefetch(i) is called alongside element begin + i.
@@ -182,18 +183,21 @@ std::array<Vec<T>, Operation::kConstants> row_constants(
 template <class Operation, class T>
 void second_pass(const Row<T>& row, int64_t begin, int64_t end,
                  const typename Operation::Reduction::Partial& p, const RowContext<T>& ctx) {
-  using Red = typename Operation::Reduction;
-  const Row<T> r = row;  // local: a streamed store may alias anything, a local no pointer
-  const auto c = row_constants<Operation, T>(p);
-  const T m = Red::kHasMax ? T(p.max) : T(0);
-  const auto prefetch = ctx.second_pass_prefetcher(r[Role::x], begin);
-  for_each_output<Operation>(r, [&](auto role) {
-    write_row(r[role] + begin, end - begin, ctx.stream, [&](int64_t i, int64_t count) {
-      if constexpr (decltype(role)::value == Role::out) prefetch(i);
-      const RowView<T, Red> view{r, begin + i, count, m};
-      return Operation::template output<decltype(role)::value>(c, view);
+  // An operation with only per-row outputs has no second pass.
+  if constexpr (std::size(Operation::kOutputs) > 0) {
+    using Red = typename Operation::Reduction;
+    const Row<T> r = row;  // local: a streamed store may alias anything, a local no pointer
+    const auto c = row_constants<Operation, T>(p);
+    const T m = Red::kHasMax ? T(p.max) : T(0);
+    const auto prefetch = ctx.second_pass_prefetcher(r[Role::x], begin);
+    for_each_output<Operation>(r, [&](auto role) {
+      write_row(r[role] + begin, end - begin, ctx.stream, [&](int64_t i, int64_t count) {
+        if constexpr (decltype(role)::value == Role::out) prefetch(i);
+        const RowView<T, Red> view{r, begin + i, count, m};
+        return Operation::template output<decltype(role)::value>(c, view);
+      });
     });
-  });
+  }
 }
 
 // A row of at most kCachedRowBytes, for an operation that keeps e: e in the scratch row.
@@ -260,6 +264,7 @@ template <class Operation, class T>
     limit_rows<Operation>(r, kUnitStrides, n);
     return;
   }
+  store_row_outputs<Operation>(r, p);
   second_pass<Operation>(r, 0, n, p, ctx);
 }
 
