@@ -84,14 +84,6 @@ T row_max(const T* x, int64_t n) {
   return simd::reduce_max<T>(simd::max<T>(simd::max<T>(m0, m1), simd::max<T>(m2, m3)));
 }
 
-template <class T>
-bool has_nan(const T* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (x[i] != x[i]) return true;
-  }
-  return false;
-}
-
 // What the walk gives a row besides the row itself.
 template <class T>
 struct RowContext {
@@ -145,10 +137,12 @@ typename Operation::Reduction::Partial first_pass(const Row<T>& r, int64_t begin
     for (int64_t b = begin; b < end; b += kBlockElements) {
       const int64_t len = std::min(kBlockElements, end - b);
       const T block_max = row_max(r[Role::x] + b, len);
-      if (block_max == -kInf<T>) {  // contributes nothing, unless it hides a NaN
-        if (has_nan(r[Role::x] + b, len)) {
-          for (int k = 0; k < K; ++k) p.sum[k].add(std::numeric_limits<double>::quiet_NaN());
-        }
+      if (block_max == -kInf<T>) {
+        // No mass, but its terms against a shift of 0 are NaN where x is NaN or where another
+        // input is not finite (0 * inf), as they are in a block that has a finite maximum.
+        add(fold_sums<T, K>(len, [&](int64_t i, int64_t count) {
+          return Operation::terms(RowView<T, Red>{r, b + i, count, T(0)});
+        }));
         continue;
       }
       if (block_max > p.max) {

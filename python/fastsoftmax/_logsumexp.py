@@ -80,10 +80,11 @@ def logsumexp(
     sign 0 (SciPy's sign there is -1). A negative sum gives NaN without ``return_sign`` and no
     warning, as in SciPy. Complex input, which SciPy accepts, is refused.
 
-    Each result is within ``2 ulp + 8 * 2**-p * sum(|b e|) / |sum(b e)|`` of the exact value
-    (``e = exp(x - m)``, ``p`` the dtype's 24 or 53 significant bits, ``ulp`` of the result):
-    the second term is the error of the sum, which the log turns into an absolute one, so
-    near a result of 0 (and where signed weights cancel) the error is absolute, not relative.
+    Each result is within ``2 ulp + u * (8 * sum(|b e|) + sum(|b e| |x - m|)) / |sum(b e)|``
+    of the exact value (``e = exp(x - m)``, ``u`` 2**-24 for float32 and 2**-53 for float64,
+    ``ulp`` of the result): the second term is the error of the sum (the exp's few ulp, the
+    rounding of ``x - m``), which the log turns into an absolute one, so near a result of 0
+    and where signed weights cancel the error is absolute, not relative.
 
     Where ``b`` has zeros or ``where`` is given, the excluded entries are set to ``-inf`` in a
     copy of ``x`` (as SciPy does); ``b`` and ``where`` are otherwise read through their own
@@ -95,8 +96,13 @@ def logsumexp(
     >>> import numpy as np, fastsoftmax as fsm
     >>> float(fsm.logsumexp(np.array([1000.0, 1000.0])).round(4))
     1000.6931
-    >>> fsm.logsumexp(np.array([[0.0, 0.0], [1.0, 2.0]]), b=np.array([1.0, -1.0]), return_sign=True)
-    (array([  -inf, 0.5413]), array([ 0., -1.]))
+    >>> lse, sign = fsm.logsumexp(
+    ...     np.array([[0.0, 0.0], [1.0, 2.0]]), b=np.array([1.0, -1.0]), return_sign=True
+    ... )
+    >>> lse.round(4), sign  # log|1 - 1| and log|e - e**2|
+    (array([  -inf, 1.5413]), array([ 0., -1.]))
+    >>> float(fsm.logsumexp(np.array([0.0, 5.0, 1.0]), where=np.array([True, False, True])))
+    1.3132616875182228
     """
     module = _backends.resolve(backend)
     lse_out, sign_out = _outputs(out, return_sign)
