@@ -59,6 +59,8 @@ SHAPES_AXES = [
     ((2, 9000), 1),  # long rows: blocks of the rows walk, rows shared by threads
     ((9000, 3), 0),  # a long axis of few columns: tiles shared by threads
     ((40, 1500), 0),  # two tiles, the last narrower
+    ((1, 70000), 1),  # one row past the split size: shared by two threads
+    ((30000, 3), 0),  # one tile with work enough for two threads: its rows shared
     ((3, 1, 4), 1),
 ]
 
@@ -171,6 +173,25 @@ def test_special_values_as_scipy(backend, x, b):
     got = fsm.logsumexp(long, b=long_b, return_sign=True, backend=backend)
     want = scipy_special.logsumexp(long, b=long_b, return_sign=True)
     as_scipy(got, want)
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((1, 70000), 1), ((30000, 3), 0)], ids=str)
+@pytest.mark.parametrize("special", [inf, -inf, nan])
+def test_special_values_where_threads_share_rows(backend, num_threads, rng, shape, axis, special):
+    """A special value in the second thread's slice of a shared row or tile, and a slice all
+    -inf: the partials meet through the limit rule."""
+    x = rng.standard_normal(shape)
+    b = rng.uniform(0.5, 1, shape)
+    index = [0] * len(shape)
+    index[axis] = shape[axis] - 5
+    x[tuple(index)] = special
+    check(x, axis, backend=backend)
+    check(x, axis, b=b, backend=backend)
+    half = [slice(None)] * len(shape)
+    half[axis] = slice(0, shape[axis] // 2)
+    x[tuple(half)] = -inf  # the first thread's slice holds no mass
+    check(x, axis, backend=backend)
+    check(x, axis, b=-b, backend=backend)
 
 
 def test_negative_sum_is_nan_without_sign(plain_backend):
