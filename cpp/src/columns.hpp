@@ -206,47 +206,56 @@ void tile_second_pass(const Tile<T>& tile, const ColumnState<Operation, T>& stat
   using Red = typename Operation::Reduction;
   constexpr int K = Red::kSums;
   constexpr int kC = Operation::kConstants;
-  Lanes<T> constants[kC];
+  std::array<Lanes<T>, kC> constants;
   for (int64_t c = 0; c < t.w; ++c) {
-    std::array<double, K> sums;
-    for (int k = 0; k < K; ++k) sums[k] = state.sums[k].value(c);
-    const std::array<T, kC> d = Operation::template derive<T>(sums);
+    typename Red::Partial p;
+    if constexpr (Red::kHasMax) p.max = state.m.v[c];
+    for (int k = 0; k < K; ++k) p.sum[k].add(state.sums[k].value(c));
+    const std::array<T, kC> d = Operation::template derive<T>(p.values());
     for (int k = 0; k < kC; ++k) constants[k].v[c] = d[k];
-  }
-  const auto view = [&](int64_t j, int64_t c, int64_t count) {
-    if constexpr (Red::kHasMax) {
-      return TileView<T, Red>{t, j, c, count, lanes_at(state.m, c)};
-    } else {
-      return TileView<T, Red>{t, j, c, count, Vec<T>{}};
+    // Column c's per-row outputs: the tile's K stride is 1 in every operand.
+    ByRole<T*> at = t.at;
+    for (int i = 0; i < kRoleCount; ++i) {
+      if (at.item[i] && is_per_row(static_cast<Role>(i))) at.item[i] += c;
     }
-  };
-  const auto constants_at = [&](int64_t c) {
-    std::array<Vec<T>, kC> v;
-    for (int k = 0; k < kC; ++k) v[k] = lanes_at(constants[k], c);
-    return v;
-  };
+    store_row_outputs<Operation>(at, p);
+  }
   constexpr std::size_t outputs = std::size(Operation::kOutputs);
-  if constexpr (outputs > 1) {
-    // All outputs wanted: from one read of each element.
-    if (std::all_of(std::begin(Operation::kOutputs), std::end(Operation::kOutputs),
-                    [&](Role role) { return t.at[role] != nullptr; })) {
+  if constexpr (outputs > 0) {  // the elementwise outputs
+    const auto view = [&](int64_t j, int64_t c, int64_t count) {
+      if constexpr (Red::kHasMax) {
+        return TileView<T, Red>{t, j, c, count, lanes_at(state.m, c)};
+      } else {
+        return TileView<T, Red>{t, j, c, count, Vec<T>{}};
+      }
+    };
+    const auto constants_at = [&](int64_t c) {
+      std::array<Vec<T>, kC> v;
+      for (int k = 0; k < kC; ++k) v[k] = lanes_at(constants[k], c);
+      return v;
+    };
+    if constexpr (outputs > 1) {
+      // All outputs wanted: from one read of each element.
+      if (std::all_of(std::begin(Operation::kOutputs), std::end(Operation::kOutputs),
+                      [&](Role role) { return t.at[role] != nullptr; })) {
+        for (int64_t j = 0; j < t.n; ++j) {
+          for_each_vector<T>(t.w, [&](int64_t c, int64_t count) {
+            store_outputs<Operation>(t, j, c, count, constants_at(c), view(j, c, count),
+                                     std::make_index_sequence<outputs>{});
+          });
+        }
+        return;
+      }
+    }
+    for_each_output<Operation>(t.at, [&](auto role) {
+      constexpr Role r = decltype(role)::value;
       for (int64_t j = 0; j < t.n; ++j) {
-        for_each_vector<T>(t.w, [&](int64_t c, int64_t count) {
-          store_outputs<Operation>(t, j, c, count, constants_at(c), view(j, c, count),
-                                   std::make_index_sequence<outputs>{});
+        write_row(t.at[r] + j * t.stride[r], t.w, t.stream, [&](int64_t c, int64_t count) {
+          return Operation::template output<r>(constants_at(c), view(j, c, count));
         });
       }
-      return;
-    }
+    });
   }
-  for_each_output<Operation>(t.at, [&](auto role) {
-    constexpr Role r = decltype(role)::value;
-    for (int64_t j = 0; j < t.n; ++j) {
-      write_row(t.at[r] + j * t.stride[r], t.w, t.stream, [&](int64_t c, int64_t count) {
-        return Operation::template output<r>(constants_at(c), view(j, c, count));
-      });
-    }
-  });
 }
 
 // The tile's operation; false when it must be redone column by column (non-finite maximum).
@@ -258,12 +267,14 @@ bool tile_op(const Tile<T>& t) {
   return true;
 }
 
-// Rows [j0, j1) of a tile.
+// Rows [j0, j1) of a tile. The per-row outputs are written by the slice that starts the tile
+// (of the slices sharing it, only that one holds them).
 template <class T>
 Tile<T> tile_rows(const Tile<T>& t, int64_t j0, int64_t j1) {
   Tile<T> part = t;
   for (int i = 0; i < kRoleCount; ++i) {
     if (part.at.item[i]) part.at.item[i] += j0 * t.stride.item[i];
+    if (j0 > 0 && is_per_row(static_cast<Role>(i))) part.at.item[i] = nullptr;
   }
   part.n = j1 - j0;
   return part;

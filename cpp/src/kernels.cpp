@@ -115,8 +115,12 @@ template <class T>
   return at;
 }
 
+// Whether every operand steps by `value` along dimension `dim`; a per-row output (stride 0
+// along N) is left out of N's test.
 bool all_strides(const Block& b, int dim, int64_t value) {
-  for (const Operand& a : b.operands.item) {
+  for (int i = 0; i < kRoleCount; ++i) {
+    const Operand& a = b.operands.item[i];
+    if (dim == 1 && is_per_row(static_cast<Role>(i))) continue;
     if (a.data && a.stride[dim] != value) return false;
   }
   return true;
@@ -138,13 +142,17 @@ int64_t gathered_elements(int64_t n) {
 }
 
 // One row (m, k) of any layout through contiguous copies: the operation's inputs gathered,
-// its outputs scattered. `buffer` holds gathered_elements(n).
+// its outputs scattered; per-row outputs are written in place. `buffer` holds
+// gathered_elements(n).
 template <class Operation, class T>
 void gathered_row(const Block& b, int64_t m, int64_t k, T* buffer) {
   const int64_t n = b.n;
   const ByRole<T*> at = elements<T>(b, m, 0, k);
   Row<T> row;
-  for (int i = 0; i < kRoleCount; ++i) row.item[i] = at.item[i] ? buffer + i * n : nullptr;
+  for (int i = 0; i < kRoleCount; ++i) {
+    const bool copied = at.item[i] && !is_per_row(static_cast<Role>(i));
+    row.item[i] = copied ? buffer + i * n : at.item[i];
+  }
   for (Role role : Operation::kInputs) {
     if (at[role]) gather(at[role], b.operands[role].stride[1], n, row[role]);
   }
@@ -185,6 +193,7 @@ void split_rows(const Block& b, int threads, bool stream) {
       if (needs_limit<Operation, T>(total)) {
         if (t == 0) limit_rows<Operation>(row, kUnitStrides, b.n);
       } else {
+        if (t == 0) store_row_outputs<Operation>(row, total);
         second_pass<Operation>(row, begin, end, total, ctx);
       }
 #pragma omp barrier  // parts[] is reused by the next row
@@ -389,6 +398,9 @@ void run_block(const Block& block, int threads) {
       return run_typed<LogSoftmaxBackward>(block, threads);
     case Op::softmax_jvp:
       return run_typed<SoftmaxJvp>(block, threads);
+    case Op::logsumexp:
+      if (block.operands[Role::g].data) return run_typed<LogSumExp<true>>(block, threads);
+      return run_typed<LogSumExp<false>>(block, threads);
   }
 }
 

@@ -33,8 +33,10 @@ Groups merged_groups(const Call& call) {
   for (int d = 0; d < call.ndim; ++d) {
     if (d != call.axis && call.shape[d] != 1) dims[ndims++] = d;
   }
+  // An operation without an elementwise output (logsumexp) orders by its per-row one.
+  const Role order = call.operands[Role::out].data ? Role::out : Role::lse;
   std::stable_sort(dims, dims + ndims, [&](int a, int b) {
-    const std::int64_t* out = call.operands[Role::out].strides;
+    const std::int64_t* out = call.operands[order].strides;
     return std::llabs(out[a]) > std::llabs(out[b]);
   });
   Groups groups;

@@ -76,10 +76,32 @@ void check_operand(const py::array& a, const py::array& like, bool writeable, co
   op.ref.strides = op.strides;
 }
 
-// The operands of a call by role: x, g (None for the forward ops), out and s (None unless
-// softmax_jvp is asked for it), checked against x.
-void run(Op op, const py::array& x, const py::object& g, const py::array& out,
-         const py::object& s, int axis, int threads) {
+// A per-row output (fastsoftmax.hpp): x's shape without the axis, given to the kernels as x's
+// shape with a stride of 0 along the axis.
+void check_row_operand(const py::array& a, const py::array& x, int axis, const char* name,
+                       Operand& op) {
+  if (dtype_of(a) != dtype_of(x)) throw py::type_error(std::string(name) + ": dtypes differ");
+  const bool same = a.ndim() == x.ndim() - 1 &&
+                    std::equal(a.shape(), a.shape() + axis, x.shape()) &&
+                    std::equal(a.shape() + axis, a.shape() + a.ndim(), x.shape() + axis + 1);
+  if (!same) throw py::value_error(std::string(name) + ": shape is not x's without the axis");
+  if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only");
+  if (!check_aligned(a)) throw py::value_error(std::string(name) + " is not aligned");
+  const auto itemsize = static_cast<std::int64_t>(a.itemsize());
+  op.ref.data = const_cast<void*>(a.data());
+  for (py::ssize_t d = 0, e = 0; d < x.ndim(); ++d) {
+    op.strides[d] = d == axis ? 0 : a.shape(e) > 1 ? a.strides(e) / itemsize : 0;
+    e += d != axis;
+  }
+  op.ref.strides = op.strides;
+}
+
+// The operands of a call by role: x, g (None for the forward ops, or logsumexp without b), out
+// and s (None unless softmax_jvp is asked for it; logsumexp has no out), lse and sign
+// (logsumexp's per-row outputs; sign may be None), checked against x.
+void run(Op op, const py::array& x, const py::object& g, const py::object& out,
+         const py::object& s, int axis, int threads, const py::object& lse = py::none(),
+         const py::object& sign = py::none()) {
   if (x.ndim() < 1 || x.ndim() > kMaxDims || axis < 0 || axis >= x.ndim()) {
     throw py::value_error("bad axis or number of dimensions");
   }
@@ -94,14 +116,23 @@ void run(Op op, const py::array& x, const py::object& g, const py::array& out,
   const Given given[] = {{fastsoftmax::Role::x, x, "x", false},
                          {fastsoftmax::Role::g, g, "grad", false},
                          {fastsoftmax::Role::out, out, "out", true},
-                         {fastsoftmax::Role::s, s, "s_out", true}};
+                         {fastsoftmax::Role::s, s, "s_out", true},
+                         {fastsoftmax::Role::lse, lse, "out", true},
+                         {fastsoftmax::Role::sign, sign, "sign_out", true}};
   fastsoftmax::ByRole<Operand> operands;
   fastsoftmax::Call call;
   for (const Given& operand : given) {
     if (operand.array.is_none()) continue;
-    check_operand(operand.array.cast<py::array>(), x, operand.writeable,
-                  operand.name, operands[operand.role]);
+    const auto array = operand.array.cast<py::array>();
+    if (fastsoftmax::is_per_row(operand.role)) {
+      check_row_operand(array, x, axis, operand.name, operands[operand.role]);
+    } else {
+      check_operand(array, x, operand.writeable, operand.name, operands[operand.role]);
+    }
     call.operands[operand.role] = operands[operand.role].ref;
+  }
+  if (!call.operands[fastsoftmax::Role::out].data && !call.operands[fastsoftmax::Role::lse].data) {
+    throw py::value_error("no output given");
   }
   call.op = op;
   call.dtype = dtype_of(x);
@@ -247,6 +278,11 @@ PYBIND11_MODULE(_core, m) {
                           const py::object& s, int axis, int threads) {
     run(Op::softmax_jvp, x, v, out, s, axis, threads);
   }, x, py::arg("v").noconvert(), out, py::arg("s_out").none(true), py::arg("axis"),
+     py::arg("threads"));
+  m.def("logsumexp", [](const py::array& x, const py::object& b, const py::array& out,
+                        const py::object& sign_out, int axis, int threads) {
+    run(Op::logsumexp, x, b, py::none(), py::none(), axis, threads, out, sign_out);
+  }, x, py::arg("b").none(true), out, py::arg("sign_out").none(true), py::arg("axis"),
      py::arg("threads"));
 
   // The fast path (see its Note): the result, or None where the Python layer must take the call.

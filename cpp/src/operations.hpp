@@ -12,6 +12,10 @@
 // - limit(at, stride, n): a shifted reduction's rule for rows whose maximum is not finite.
 // - kKeepsE: a row short enough for the cache keeps e in a scratch row between its sums and its
 //   output step (rows.hpp's Note on passes), so e is computed once per element.
+// - kRowOutputs, row_outputs(at, partial): an operation with per-row outputs (fastsoftmax.hpp's
+//   lse and sign) writes them from the row's combined partial, at[role][0] for each, once per
+//   row, after the combine; the walks call it through store_row_outputs. Its kOutputs (the
+//   elementwise ones) may then be empty.
 // Adding an operation: one struct here, one Op and one case in kernels.cpp's run_block.
 #pragma once
 
@@ -19,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "fastsoftmax/fastsoftmax.hpp"
 #include "operands.hpp"
@@ -201,6 +206,76 @@ struct SoftmaxJvp {
     for (int64_t i = 0; i < n; ++i) at[Role::out][i * stride[Role::out]] = value;
   }
 };
+
+// Stores a row's logsumexp and its sign from the shift and the sum of b exp(x - shift): the
+// sign is +1, -1, 0 (sum 0: lse -inf) or NaN; without a sign output a negative sum gives NaN,
+// the log of a negative number, as scipy.special.logsumexp does.
+template <class T>
+void store_logsumexp(const ByRole<T*>& at, double shift, double sum) {
+  const double sign = sum > 0 ? 1.0 : sum < 0 ? -1.0 : sum == 0 ? 0.0 : sum;
+  const double lse = shift + std::log(std::abs(sum));
+  if (at[Role::sign]) at[Role::sign][0] = T(sign);
+  at[Role::lse][0] = sign < 0 && !at[Role::sign] ? std::numeric_limits<T>::quiet_NaN() : T(lse);
+}
+
+// lse = max + log|sum(b exp(x - max))| per row, with its sign; b is the g role where kWeighted,
+// else 1. No elementwise output: the per-row ones are written after the combine.
+// [Note: b as the g role] b is a second input of x's shape read through its own strides (a
+// broadcast b has zero strides): exactly what g is, so it needs no load of its own. Entries the
+// caller excludes (b == 0, where=False) arrive as x = -inf (python/fastsoftmax/_logsumexp.py),
+// so the maximum is over the entries that count.
+template <bool kWeighted>
+struct LogSumExp {
+  static constexpr Role kInputs[] = {Role::x, Role::g};  // g only where kWeighted
+  static constexpr std::array<Role, 0> kOutputs{};
+  static constexpr Role kRowOutputs[] = {Role::lse, Role::sign};  // sign where the call gives it
+  using Reduction = Shifted<1>;  // sum of e b
+  static constexpr bool kKeepsE = false;
+  static constexpr int kConstants = 0;
+
+  template <class V>
+  [[gnu::always_inline]] static Vectors<V, 1> terms(const V& v) {
+    if constexpr (kWeighted) {
+      return {v.e() * v.g()};
+    } else {
+      return {v.e()};
+    }
+  }
+  template <class T>
+  static std::array<T, kConstants> derive(const std::array<double, 1>&) {
+    return {};
+  }
+  template <class T>
+  static void row_outputs(const ByRole<T*>& at, const typename Reduction::Partial& p) {
+    store_logsumexp(at, p.max, p.sum[0].value());
+  }
+  // The maximum is +-inf: sum(b exp(x)) unshifted, in double, as SciPy computes it then (+inf
+  // entries give +-inf by the sign of their b, opposite signs NaN; a row all -inf gives -inf,
+  // sign 0; a NaN, NaN).
+  template <class T>
+  static void limit(const ByRole<T*>& at, const ByRole<int64_t>& stride, int64_t n) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double e = std::exp(double(at[Role::x][i * stride[Role::x]]));
+      sum += kWeighted ? e * double(at[Role::g][i * stride[Role::g]]) : e;
+    }
+    store_logsumexp(at, 0.0, sum);
+  }
+};
+
+// The per-row outputs of a row (at[role][0]) from its combined partial, for an operation that
+// has them; none where the first is null (a slice of a tile's rows that does not start it).
+template <class Operation, class = void>
+struct HasRowOutputs : std::false_type {};
+template <class Operation>
+struct HasRowOutputs<Operation, std::void_t<decltype(Operation::kRowOutputs)>> : std::true_type {};
+
+template <class Operation, class T>
+void store_row_outputs(const ByRole<T*>& at, const typename Operation::Reduction::Partial& p) {
+  if constexpr (HasRowOutputs<Operation>::value) {
+    if (at[Operation::kRowOutputs[0]]) Operation::row_outputs(at, p);
+  }
+}
 
 // The operation's limit rule where its reduction has a maximum (plain ones have none).
 template <class Operation, class T>

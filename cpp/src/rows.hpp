@@ -29,6 +29,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 
 #include "fastsoftmax/fastsoftmax.hpp"
@@ -83,14 +84,6 @@ T row_max(const T* x, int64_t n) {
   return simd::reduce_max<T>(simd::max<T>(simd::max<T>(m0, m1), simd::max<T>(m2, m3)));
 }
 
-template <class T>
-bool has_nan(const T* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (x[i] != x[i]) return true;
-  }
-  return false;
-}
-
 // What the walk gives a row besides the row itself.
 template <class T>
 struct RowContext {
@@ -121,8 +114,8 @@ struct RowContext {
 
 constexpr auto no_prefetch = [](int64_t) {};
 
-// Every operand's stride along a contiguous row.
-constexpr ByRole<int64_t> kUnitStrides = {{1, 1, 1, 1}};
+// Every operand's stride along a contiguous row (a per-row output's is 0).
+constexpr ByRole<int64_t> kUnitStrides = {{1, 1, 1, 1, 0, 0}};
 
 // The first pass over [begin, end) of a row, reduced to what the second pass needs (see the
 // Note on passes). prefetch(i) is called alongside element begin + i.
@@ -144,10 +137,12 @@ typename Operation::Reduction::Partial first_pass(const Row<T>& r, int64_t begin
     for (int64_t b = begin; b < end; b += kBlockElements) {
       const int64_t len = std::min(kBlockElements, end - b);
       const T block_max = row_max(r[Role::x] + b, len);
-      if (block_max == -kInf<T>) {  // contributes nothing, unless it hides a NaN
-        if (has_nan(r[Role::x] + b, len)) {
-          for (int k = 0; k < K; ++k) p.sum[k].add(std::numeric_limits<double>::quiet_NaN());
-        }
+      if (block_max == -kInf<T>) {
+        // No mass, but its terms against a shift of 0 are NaN where x is NaN or where another
+        // input is not finite (0 * inf), as they are in a block that has a finite maximum.
+        add(fold_sums<T, K>(len, [&](int64_t i, int64_t count) {
+          return Operation::terms(RowView<T, Red>{r, b + i, count, T(0)});
+        }));
         continue;
       }
       if (block_max > p.max) {
@@ -182,18 +177,21 @@ std::array<Vec<T>, Operation::kConstants> row_constants(
 template <class Operation, class T>
 void second_pass(const Row<T>& row, int64_t begin, int64_t end,
                  const typename Operation::Reduction::Partial& p, const RowContext<T>& ctx) {
-  using Red = typename Operation::Reduction;
-  const Row<T> r = row;  // local: a streamed store may alias anything, a local no pointer
-  const auto c = row_constants<Operation, T>(p);
-  const T m = Red::kHasMax ? T(p.max) : T(0);
-  const auto prefetch = ctx.second_pass_prefetcher(r[Role::x], begin);
-  for_each_output<Operation>(r, [&](auto role) {
-    write_row(r[role] + begin, end - begin, ctx.stream, [&](int64_t i, int64_t count) {
-      if constexpr (decltype(role)::value == Role::out) prefetch(i);
-      const RowView<T, Red> view{r, begin + i, count, m};
-      return Operation::template output<decltype(role)::value>(c, view);
+  // An operation with only per-row outputs has no second pass.
+  if constexpr (std::size(Operation::kOutputs) > 0) {
+    using Red = typename Operation::Reduction;
+    const Row<T> r = row;  // local: a streamed store may alias anything, a local no pointer
+    const auto c = row_constants<Operation, T>(p);
+    const T m = Red::kHasMax ? T(p.max) : T(0);
+    const auto prefetch = ctx.second_pass_prefetcher(r[Role::x], begin);
+    for_each_output<Operation>(r, [&](auto role) {
+      write_row(r[role] + begin, end - begin, ctx.stream, [&](int64_t i, int64_t count) {
+        if constexpr (decltype(role)::value == Role::out) prefetch(i);
+        const RowView<T, Red> view{r, begin + i, count, m};
+        return Operation::template output<decltype(role)::value>(c, view);
+      });
     });
-  });
+  }
 }
 
 // A row of at most kCachedRowBytes, for an operation that keeps e: e in the scratch row.
@@ -260,6 +258,7 @@ template <class Operation, class T>
     limit_rows<Operation>(r, kUnitStrides, n);
     return;
   }
+  store_row_outputs<Operation>(r, p);
   second_pass<Operation>(r, 0, n, p, ctx);
 }
 

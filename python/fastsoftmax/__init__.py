@@ -1,8 +1,9 @@
 """fastsoftmax: softmax, log-softmax and their fused gradients for NumPy arrays.
 
 The N×N softmax Jacobian is never built: the gradients are the O(N) products
-``s * (g - sum(s * g))``. Three backends compute the same functions: a compiled C++ kernel
-(SIMD, OpenMP), Numba JIT kernels, and plain NumPy.
+``s * (g - sum(s * g))``; `logsumexp` reduces each row to ``log(sum(exp(x)))``. Three backends
+compute the same functions: a compiled C++ kernel (SIMD, OpenMP), Numba JIT kernels, and plain
+NumPy.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from ._api import log_softmax, log_softmax_backward, softmax, softmax_backward, softmax_jvp
 from ._backends import available_backends
 from ._config import show_config
+from ._logsumexp import logsumexp
 from ._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
@@ -20,6 +22,7 @@ __all__ = [
     "get_num_threads",
     "log_softmax",
     "log_softmax_backward",
+    "logsumexp",
     "set_num_threads",
     "show_config",
     "softmax",

@@ -19,6 +19,17 @@ def softmax_jvp(
     threads: int,
 ) -> None: ...
 
+# logsumexp's out and sign_out (which may be None) have x's shape without the axis; b (None: all
+# ones) has x's shape, possibly with zero strides (python/fastsoftmax/_reference.py).
+def logsumexp(
+    x: np.ndarray,
+    b: np.ndarray | None,
+    out: np.ndarray,
+    sign_out: np.ndarray | None,
+    axis: int,
+    threads: int,
+) -> None: ...
+
 # The fast path: the result, or None where the Python layer must take the call (see module.cpp).
 def try_softmax(x: object, out: object, axis: object, threads: int) -> np.ndarray | None: ...
 def try_log_softmax(x: object, out: object, axis: object, threads: int) -> np.ndarray | None: ...

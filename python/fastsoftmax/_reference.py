@@ -5,6 +5,11 @@ have one shape and one float dtype (float32 or float64), ``axis`` is a valid non
 the arrays are not empty, and ``out`` either shares no memory with an input or *is* that input.
 ``threads`` is accepted for a uniform signature; NumPy decides its own threading.
 
+``logsumexp`` has per-row outputs instead: ``out`` and ``sign_out`` (which may be None) have x's
+shape without the axis, share no memory with the inputs or each other, and its ``b`` (None for
+all ones) has x's shape, often as a broadcast view with zero strides. Entries that do not count
+(``b == 0``, ``where=False``) arrive as ``x = -inf`` (``_logsumexp.py``).
+
 [Note: rows whose maximum is +inf]
 Subtracting the row maximum makes every other row safe, but in a row holding +inf it gives
 ``inf - inf = nan``. We return the limit instead: the +inf entries share probability 1 equally,
@@ -29,12 +34,17 @@ def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
     return shifted
 
 
-def _sum(values: np.ndarray, axis: int) -> np.ndarray:
+def _sum64(values: np.ndarray, axis: int) -> np.ndarray:
+    """The float64 sums along ``axis`` (removed)."""
     # NumPy sums pairwise only along a contiguous axis; along any other a running sum would
     # break the accuracy bound every backend promises. So: float64, along a contiguous copy.
     rows = np.ascontiguousarray(np.moveaxis(values, axis, -1), dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # a sum past the range is inf, as computed
-        return np.expand_dims(rows.sum(axis=-1), axis).astype(values.dtype)
+        return rows.sum(axis=-1)
+
+
+def _sum(values: np.ndarray, axis: int) -> np.ndarray:
+    return np.expand_dims(_sum64(values, axis), axis).astype(values.dtype)
 
 
 def _exp_and_sum(shifted: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,3 +96,29 @@ def softmax_jvp(
         dot = _sum(s * v, axis)
         # In a +inf row the Jacobian is exactly zero (see the module note), whatever v holds.
         np.copyto(out, np.where(inf_rows, 0, s * (v - dot)))
+
+
+def logsumexp(
+    x: np.ndarray,
+    b: np.ndarray | None,
+    out: np.ndarray,
+    sign_out: np.ndarray | None,
+    axis: int,
+    threads: int,
+) -> None:
+    """``out = log|sum(b * exp(x))|`` along ``axis`` and ``sign_out`` the sum's sign (+1, -1, 0
+    or NaN); without ``sign_out`` a negative sum gives NaN, the log of a negative number."""
+    row_max = np.max(x, axis=axis, keepdims=True)
+    # A row whose maximum is +-inf or NaN is summed unshifted, as scipy.special.logsumexp does.
+    shift = np.where(np.isfinite(row_max), row_max, 0)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, 0 * inf: NaN by design
+        terms = np.exp(x - shift) if b is None else np.exp(x - shift) * b
+    total = _sum64(terms, axis)
+    with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = -inf, log(NaN): by design
+        lse = np.squeeze(shift, axis) + np.log(np.abs(total))
+    sign = np.sign(total)
+    if sign_out is None:
+        lse = np.where(sign < 0, np.nan, lse)
+    else:
+        sign_out[...] = sign
+    out[...] = lse

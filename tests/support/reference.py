@@ -119,3 +119,27 @@ def ref_softmax_jvp(x: np.ndarray, v: np.ndarray, axis: Axis = -1) -> np.ndarray
     with np.errstate(all="ignore"):
         jvp = s * (v - _sum(s * v, axis))
     return narrow(np.where(inf_rows, 0, jvp))
+
+
+def logsumexp_terms(x: np.ndarray, b: np.ndarray | None, axis: int):
+    """``(shift, b * exp(x - shift), b, x)`` in WIDE: x at -inf where b == 0 (such entries do
+    not count), the shift the row maximum where finite and 0 elsewhere (as SciPy sums then)."""
+    x = _wide(x)
+    b = np.ones_like(x) if b is None else np.broadcast_to(_wide(b), x.shape)
+    x = np.where(b == 0, -np.inf, x)
+    with np.errstate(all="ignore"):
+        m = x.max(axis=axis, keepdims=True)
+        shift = np.where(np.isfinite(m), m, 0)
+        return shift, b * np.exp(x - shift), b, x
+
+
+def ref_logsumexp(
+    x: np.ndarray, b: np.ndarray | None = None, axis: int = -1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(log|sum(b exp(x))|, sign of the sum)`` along ``axis`` (removed), in float64; the
+    sign is +1, -1, 0 or NaN, and the log NaN where the sum is NaN."""
+    shift, terms, _, _ = logsumexp_terms(x, b, axis)
+    total = _sum(terms, axis)
+    with np.errstate(all="ignore"):
+        lse = shift + np.log(np.abs(total))
+    return narrow(np.squeeze(lse, axis)), narrow(np.squeeze(np.sign(total), axis))

@@ -18,6 +18,7 @@ enum class Op : int {
   softmax_backward,      // out = x * (g - sum(x * g)), x being the saved softmax
   log_softmax_backward,  // out = g - exp(x) * sum(g), x being the saved log-softmax
   softmax_jvp,           // s = softmax(x); out = s * (g - sum(s * g)); s written if given
+  logsumexp,             // lse = log|sum(g * exp(x))| per row (g = 1 if not given), its sign
 };
 
 enum class DType : int { float32, float64 };
@@ -26,8 +27,12 @@ enum class DType : int { float32, float64 };
 // backward ops) and g (the gradient or tangent), outputs out and s (softmax_jvp's optional
 // softmax). Each operation reads and writes the roles it names (cpp/src/operations.hpp); a
 // role it does not use, or an optional one not given, has null data.
-enum class Role : int { x, g, out, s };
-inline constexpr int kRoleCount = 4;
+// lse and sign are per-row outputs (logsumexp's): one element per row, given with x's shape
+// and a stride of 0 along the axis, so every layout rule that holds for x holds for them.
+enum class Role : int { x, g, out, s, lse, sign };
+inline constexpr int kRoleCount = 6;
+
+constexpr bool is_per_row(Role role) { return role == Role::lse || role == Role::sign; }
 
 // One T per role, indexed by it.
 template <class T>

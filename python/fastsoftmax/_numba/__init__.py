@@ -64,11 +64,19 @@ first.
 from __future__ import annotations
 
 from .fast_path import try_log_softmax, try_log_softmax_backward, try_softmax, try_softmax_backward
-from .kernels import log_softmax, log_softmax_backward, softmax, softmax_backward, softmax_jvp
+from .kernels import (
+    log_softmax,
+    log_softmax_backward,
+    logsumexp,
+    softmax,
+    softmax_backward,
+    softmax_jvp,
+)
 
 __all__ = [
     "log_softmax",
     "log_softmax_backward",
+    "logsumexp",
     "softmax",
     "softmax_backward",
     "softmax_jvp",

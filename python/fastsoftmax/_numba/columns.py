@@ -11,7 +11,14 @@ from types import SimpleNamespace
 import numpy as np
 from numba import njit
 
-from .operands import columns_at, scatter_columns, store_at, tile_rows_at, values_at
+from .operands import (
+    columns_at,
+    scatter_columns,
+    store_at,
+    summed_outputs,
+    tile_rows_at,
+    values_at,
+)
 from .primitives import is_finite
 from .vector_loops import make_column_sums
 
@@ -36,6 +43,7 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
     constant_count = len(derive.py_func(np.ones(count), 1.0, np.ones(1)))
     column_sums = make_column_sums(op.terms, op.keeps_exp)
     column_items = _make_column_items(constant_count)
+    summed = summed_outputs(op)
 
     @njit(nogil=True)
     def first_pass(ins, outs, t):
@@ -45,7 +53,7 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
         for c in range(m.shape[0]):
             if not is_finite(m[c]):
                 return False, m, np.zeros((count, m.shape[0]))
-        return True, m, column_sums(ins, outs, m, t)
+        return True, m, column_sums(ins, summed(outs), m, t)
 
     @njit(nogil=True)
     def constants(totals, rescale, like):
@@ -58,8 +66,7 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
                 result[n, c] = column[n]
         return result
 
-    @njit(nogil=True)
-    def output(ins, outs, t, m, constants):
+    def elementwise_output(ins, outs, t, m, constants):
         """The outputs of tile ``t``: the element step, loaded and stored, across each row."""
         i, k0, k1 = t
         for j in range(ins[0].shape[1]):
@@ -69,6 +76,16 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
                     values_at(in_rows, c), values_at(out_rows, c), m[c], column_items(constants, c)
                 )
                 store_at(out_rows, c, values)
+
+    def per_row_output(ins, outs, t, m, constants):
+        """The per-row outputs of tile ``t``'s columns, by the slice of rows that starts it."""
+        i, k0, k1 = t
+        if outs[0].shape[1]:
+            out_rows = tile_rows_at(outs, i, 0, k0, k1)
+            for c in range(k1 - k0):
+                store_at(out_rows, c, element((), (), m[c], column_items(constants, c)))
+
+    output = njit(nogil=True)(per_row_output if op.per_row else elementwise_output)
 
     @njit(nogil=True)
     def tile_op(ins, outs, t):

@@ -1,5 +1,5 @@
 """The walks (cpp/src/kernels.cpp): which kernel runs a block, on how many threads, over which
-rows or tiles; and the backend's five functions.
+rows or tiles; and the backend's functions.
 
 `make_kernels` makes the walks of one operation, closures over its row and tile kernels: one
 specialised compiled function per operation and walk, none of which asks which operation it
@@ -205,6 +205,8 @@ KERNELS = {
         operations.LOG_SOFTMAX_BACKWARD,
         operations.SOFTMAX_JVP,
         operations.SOFTMAX_JVP_WITH_SOFTMAX,
+        operations.LOGSUMEXP,
+        operations.WEIGHTED_LOGSUMEXP,
     )
 }
 
@@ -227,6 +229,8 @@ def run(kernels, axis: int, threads: int, inputs: tuple, outputs: tuple) -> None
     private = any(np.may_share_memory(outputs[0], a) for a in inputs)
     ins = tuple(kernel_input(a, block) for a in inputs)
     copy_back: list[tuple[np.ndarray, np.ndarray]] = []
+    if kernels.operation.per_row:  # x's shape without the axis: one element a row
+        block = (m * k, 1) if as_rows else (m, 1, k)
     outs = (kernel_output(outputs[0], block, as_rows or not private, copy_back),)
     outs += tuple(kernel_output(a, block, True, copy_back) for a in outputs[1:])
     if as_rows:
@@ -338,3 +342,20 @@ def softmax_jvp(
         run(KERNELS["softmax_jvp"], axis, threads, (x, v), (out,))
     else:
         run(KERNELS["softmax_jvp_with_softmax"], axis, threads, (x, v), (out, s_out))
+
+
+def logsumexp(
+    x: np.ndarray,
+    b: np.ndarray | None,
+    out: np.ndarray,
+    sign_out: np.ndarray | None,
+    axis: int,
+    threads: int,
+) -> None:
+    sign = np.empty_like(out) if sign_out is None else sign_out
+    if b is None:
+        run(KERNELS["logsumexp"], axis, threads, (x,), (out, sign))
+    else:
+        run(KERNELS["weighted_logsumexp"], axis, threads, (x, b), (out, sign))
+    if sign_out is None:
+        out[sign < 0] = np.nan  # the log of a negative sum

@@ -19,8 +19,18 @@ from .primitives import row, tile_row
 @njit(nogil=True)
 def _block_rows(a, i, j0, j1):
     """Rows [j0, j1) of block i of ``a`` as a C-contiguous (1, rows, K) block (``a[:, j0:j1]``
-    would lose the contiguous layout, and LLVM's vectorising with it: 4x slower)."""
-    return a[i, j0:j1].reshape((1, j1 - j0, a.shape[2]))
+    would lose the contiguous layout, and LLVM's vectorising with it: 4x slower). Of a per-row
+    output's (M, 1, K) block, the slice that starts the rows holds its one row, others none."""
+    rows = a[i, j0:j1]
+    return rows.reshape((1, rows.shape[0], a.shape[2]))
+
+
+def summed_outputs(op):
+    """``summed(outs)``: the outputs an operation's terms see, none for per-row outputs (they
+    have one element a row, which no term may read)."""
+    if op.per_row:
+        return njit(nogil=True)(lambda outs: ())
+    return njit(nogil=True)(lambda outs: outs)
 
 
 def _mapped(name: str, parameters: str, each: str, doc: str):

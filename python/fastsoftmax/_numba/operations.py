@@ -15,7 +15,10 @@ An `Operation` names its inputs and outputs (operands.py holds them as two tuple
   giving each output's value;
 - ``limit``: the rule for a row whose maximum is not finite (rows.hpp's Note on such rows);
 - ``streams``: whether the rows walk writes its output with non-temporal stores past the cache
-  (primitives.py's Note on streaming stores).
+  (primitives.py's Note on streaming stores);
+- ``per_row``: its outputs are per-row (logsumexp's): one element per row, ``(rows, 1)`` or
+  ``(M, 1, K)`` arrays in the walks, written once per row by ``element`` of no loaded values
+  (``element((), (), m, constants)``) after the combine; its terms then see no outputs.
 
 How two partial reductions combine belongs to the reduction kind (`Reduction.combine`): threads
 sharing a row or a tile's rows, and one tile's columns, all combine through it.
@@ -107,6 +110,7 @@ class Operation(NamedTuple):
     element: Callable
     limit: Callable
     streams: bool = False
+    per_row: bool = False
 
 
 @njit(nogil=True)
@@ -232,6 +236,49 @@ def _jvp_with_softmax_limit(ins, outs):
     outs[0][:] = 0 if saturated else np.nan
 
 
+# logsumexp: m + log|sum(e b)| (b = 1 without it) and the sum's sign, per row; the public
+# function gives rows whose b is 0 as x = -inf (python/fastsoftmax/_logsumexp.py).
+@njit(nogil=True)
+def _exp_of_x_times_b(ins, outs, m):
+    return exp(ins[0] - m) * ins[1]
+
+
+@njit(nogil=True)
+def _lse_derive(sums, rescale, like):
+    """log|sum| and the sign of the sum (+1, -1, 0 or NaN)."""
+    s = sums[0]
+    sign = 1.0 if s > 0 else -1.0 if s < 0 else 0.0 if s == 0 else s
+    return like.dtype.type(np.log(np.abs(s))), like.dtype.type(sign)
+
+
+@njit(nogil=True)
+def _lse_element(ins, outs, m, c):
+    return m + c[0], c[1]
+
+
+@njit(nogil=True)
+def _store_unshifted(s, outs):
+    """A row whose maximum is not finite, summed unshifted as SciPy does (operations.hpp)."""
+    outs[0][0] = np.log(np.abs(s))
+    outs[1][0] = 1.0 if s > 0 else -1.0 if s < 0 else 0.0 if s == 0 else s
+
+
+@njit(nogil=True)
+def _lse_limit(ins, outs):
+    x, s = ins[0], 0.0
+    for i in range(x.shape[0]):
+        s += math.exp(np.float64(x[i]))
+    _store_unshifted(s, outs)
+
+
+@njit(nogil=True)
+def _weighted_lse_limit(ins, outs):
+    x, b, s = ins[0], ins[1], 0.0
+    for i in range(x.shape[0]):
+        s += math.exp(np.float64(x[i])) * np.float64(b[i])
+    _store_unshifted(s, outs)
+
+
 # fmt: off
 SOFTMAX = Operation(
     "softmax", ("x",), ("out",), SHIFTED, ((_stored_exp, True),), True,
@@ -257,5 +304,13 @@ SOFTMAX_JVP = Operation(
 SOFTMAX_JVP_WITH_SOFTMAX = Operation(
     "softmax_jvp_with_softmax", ("x", "v"), ("out", "s"), SHIFTED, _JVP_TERMS, True,
     _jvp_derive, _jvp_with_softmax_element, _jvp_with_softmax_limit,
+)
+LOGSUMEXP = Operation(
+    "logsumexp", ("x",), ("out", "sign"), SHIFTED, ((_exp_of_x, False),), False,
+    _lse_derive, _lse_element, _lse_limit, per_row=True,
+)
+WEIGHTED_LOGSUMEXP = Operation(
+    "weighted_logsumexp", ("x", "b"), ("out", "sign"), SHIFTED, ((_exp_of_x_times_b, False),),
+    False, _lse_derive, _lse_element, _weighted_lse_limit, per_row=True,
 )
 # fmt: on

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from numba import njit
 
-from .operands import slices_of, store_at, values_at
+from .operands import slices_of, store_at, summed_outputs, values_at
 from .primitives import LINE_BYTES, is_finite, stream_copy
 from .vector_loops import make_row_sums, store_exp
 
@@ -40,6 +40,7 @@ def make_row_kernels(op) -> SimpleNamespace:
     keeps_exp = op.keeps_exp
     row_sums = make_row_sums(op.terms)
     no_sums = (0.0,) * len(op.terms)
+    summed = summed_outputs(op)
 
     @njit(nogil=True)
     def first_pass(ins, outs):
@@ -51,13 +52,19 @@ def make_row_kernels(op) -> SimpleNamespace:
             return m, no_sums
         if keeps_exp:
             store_exp(x, m, outs[0])
-        return m, row_sums(ins, outs, m)
+        return m, row_sums(ins, summed(outs), m)
 
-    @njit(nogil=True)
-    def output(ins, outs, m, constants):
+    def elementwise_output(ins, outs, m, constants):
         """The outputs of a row or a slice of one: the element step, loaded and stored."""
         for i in range(ins[0].shape[0]):
             store_at(outs, i, element(values_at(ins, i), values_at(outs, i), m, constants))
+
+    def per_row_output(ins, outs, m, constants):
+        """The per-row outputs of a row, by the slice that starts it (the others' are empty)."""
+        if outs[0].shape[0]:
+            store_at(outs, 0, element((), (), m, constants))
+
+    output = njit(nogil=True)(per_row_output if op.per_row else elementwise_output)
 
     @njit(nogil=True)
     def row_op(ins, outs):

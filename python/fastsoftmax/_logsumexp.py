@@ -1,0 +1,232 @@
+"""The public `logsumexp`: its arguments checked, the excluded entries folded into ``x``, and
+its per-row outputs chosen, then one backend call along one int axis."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _backends, _checks
+from ._threads import get_num_threads
+
+
+def logsumexp(
+    x: ArrayLike,
+    axis: int = -1,
+    *,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+    where: ArrayLike | None = None,
+    out: np.ndarray | tuple[np.ndarray | None, np.ndarray | None] | None = None,
+    backend: str | None = None,
+) -> np.ndarray | np.generic | tuple[np.ndarray | np.generic, np.ndarray | np.generic]:
+    """Log of the sum of exponentials along one axis: ``log(|sum(b * exp(x))|)``, computed stably.
+
+    The semantics of ``scipy.special.logsumexp``, but along the last axis by default.
+
+    Parameters
+    ----------
+    x : array_like
+        The values. float32 and float64 are computed as they are, float16 in float32 (the
+        result is float16), integers and bools in float64.
+    axis : int, optional
+        The axis summed over; negative counts from the end. Default -1 (SciPy's default, None,
+        sums over every axis).
+    b : array_like, optional
+        Weights, broadcastable to ``x``'s shape (they may not enlarge it); they may be negative.
+        Entries where ``b == 0`` do not count at all, so an ``inf`` or NaN of ``x`` there does
+        not make the result NaN. The result dtype is ``numpy.result_type(x, b)`` under the rules
+        for ``x``.
+    keepdims : bool, optional
+        Keep the summed axis, with length 1. Default False.
+    return_sign : bool, optional
+        Also return the sign of the sum: +1, -1, 0 (a sum of 0, whose log is ``-inf``) or NaN.
+        Without it, a negative sum gives NaN. Default False.
+    where : array_like of bool, optional
+        Broadcastable to ``x``'s shape: only the entries where it is True count (as if ``b``
+        were 0 elsewhere). A row with none gives ``-inf`` (sign 0).
+    out : ndarray or tuple of two, optional
+        Where to write the result: the result's shape (``x``'s without the axis, or with it of
+        length 1 under ``keepdims``) and dtype, writeable. With ``return_sign=True`` a pair
+        ``(out, sign_out)``, either of which may be None.
+    backend : {None, "cpp", "numba", "numpy"}, optional
+        Which implementation computes; ``None`` takes the default (see ``available_backends``).
+
+    Returns
+    -------
+    ndarray or scalar, or a pair of them
+        The log of the sums, ``out`` if given; a NumPy scalar for a 1-d ``x`` without
+        ``keepdims`` (as NumPy's reductions). With ``return_sign=True``, ``(result, sign)``.
+
+    Raises
+    ------
+    TypeError
+        For complex, object, string or longdouble ``x`` or ``b``, a ``where`` that is not
+        boolean, an ``out`` of the wrong dtype or ``out`` not a pair under ``return_sign``.
+    numpy.exceptions.AxisError
+        If ``axis`` is out of range (a 0-d input has no axis).
+    ValueError
+        If ``b`` or ``where`` does not broadcast to ``x``'s shape; for an ``out`` of the wrong
+        shape, a read-only one or outputs that share memory; for an unknown backend.
+
+    Notes
+    -----
+    The sum is taken against the row's maximum ``m`` over the entries that count, as
+    ``m + log|sum(b * exp(x - m))|``, the sums in float64: finite inputs never overflow. Where
+    ``m`` is not finite the sum is taken unshifted, as SciPy does: a row all ``-inf`` gives
+    ``-inf`` (sign 0), a ``+inf`` entry ``+inf`` with the sign of its ``b`` (``+inf`` entries
+    whose ``b`` differ in sign give NaN), a NaN gives NaN. An empty axis gives ``-inf`` with
+    sign 0 (SciPy's sign there is -1). A negative sum gives NaN without ``return_sign`` and no
+    warning, as in SciPy. Complex input, which SciPy accepts, is refused.
+
+    Each result is within ``2 ulp + u * (8 * sum(|b e|) + sum(|b e| |x - m|)) / |sum(b e)|``
+    of the exact value (``e = exp(x - m)``, ``u`` 2**-24 for float32 and 2**-53 for float64,
+    ``ulp`` of the result): the second term is the error of the sum (the exp's few ulp, the
+    rounding of ``x - m``), which the log turns into an absolute one, so near a result of 0
+    and where signed weights cancel the error is absolute, not relative.
+
+    Where ``b`` has zeros or ``where`` is given, the excluded entries are set to ``-inf`` in a
+    copy of ``x`` (as SciPy does); ``b`` and ``where`` are otherwise read through their own
+    broadcast strides, never expanded to ``x``'s size (the Numba backend copies a broadcast
+    ``b`` into ``x``'s layout, as it does any non-contiguous operand).
+
+    Examples
+    --------
+    >>> import numpy as np, fastsoftmax as fsm
+    >>> float(fsm.logsumexp(np.array([1000.0, 1000.0])).round(4))
+    1000.6931
+    >>> lse, sign = fsm.logsumexp(
+    ...     np.array([[0.0, 0.0], [1.0, 2.0]]), b=np.array([1.0, -1.0]), return_sign=True
+    ... )
+    >>> lse.round(4), sign  # log|1 - 1| and log|e - e**2|
+    (array([  -inf, 1.5413]), array([ 0., -1.]))
+    >>> float(fsm.logsumexp(np.array([0.0, 5.0, 1.0]), where=np.array([True, False, True])))
+    1.3132616875182228
+    """
+    module = _backends.resolve(backend)
+    lse_out, sign_out = _outputs(out, return_sign)
+    x = _checks.as_array(x)
+    weights = None if b is None else _checks.as_array(b)
+    if weights is None:
+        compute, dtype = _checks.result_dtypes(x.dtype, "x")
+    else:
+        compute, dtype = _checks.result_dtypes(_checks.common_dtype(x, weights, ("x", "b")), "x")
+    # One int axis: an axis tuple is to be normalised here, to one axis of a reshaped x.
+    ax = _checks.normalize_axis(axis, x.ndim)
+    x, weights = _excluded_as_minus_inf(x, weights, where, compute)
+    shape = x.shape[:ax] + ((1,) if keepdims else ()) + x.shape[ax + 1 :]
+    inputs = (x, weights)
+    user_lse, lse = _row_output(lse_out, shape, ax, dtype, compute, inputs, "out")
+    user_sign, sign = None, None
+    if return_sign:
+        user_sign, sign = _row_output(sign_out, shape, ax, dtype, compute, inputs, "out[1]")
+        both = user_lse is not None and user_sign is not None
+        if both and np.may_share_memory(user_lse, user_sign):
+            raise ValueError("the two outputs of logsumexp must not share memory")
+    if x.shape[ax] == 0:  # an empty sum: 0, whose log is -inf
+        lse.fill(-np.inf)
+        if sign is not None:
+            sign.fill(0)
+    elif x.size:
+        module.logsumexp(x, weights, lse, sign, ax, get_num_threads())
+    result = _deliver(user_lse, lse, shape, dtype)
+    if not return_sign:
+        return result
+    return result, _deliver(user_sign, sign, shape, dtype)  # type: ignore[arg-type]
+
+
+def _outputs(out: object, return_sign: bool) -> tuple[object, object]:
+    """Split ``out=`` into ``(out, sign_out)``."""
+    if not return_sign:
+        return out, None
+    if out is None:
+        return None, None
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(
+            f"with return_sign=True, out must be a tuple (out, sign_out); got {type(out).__name__}"
+        )
+    return out
+
+
+def _broadcastable(name: str, value: np.ndarray, shape: tuple[int, ...]) -> None:
+    try:
+        full = np.broadcast_shapes(value.shape, shape)
+    except ValueError:
+        full = None
+    if full != shape:
+        raise ValueError(f"{name} must broadcast to x's shape {shape}; got shape {value.shape}")
+
+
+def _excluded_as_minus_inf(
+    x: np.ndarray, b: np.ndarray | None, where: ArrayLike | None, compute: np.dtype
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x`` in the compute dtype, ``-inf`` where an entry does not count (``b == 0`` or
+    ``where`` False), and ``b`` in it broadcast to x's shape (a view, or None).
+
+    The kernels take the row maximum over x alone, so an entry that must not count is made
+    ``-inf`` there (a copy of x only when there is one): its exp is then 0 and its b is never
+    multiplied by an inf. The mask is built at the broadcast shape of b and where, not x's.
+    """
+    excluded = None
+    if b is not None:
+        _broadcastable("b", b, x.shape)
+        b = _as_compute(b, compute)
+        if (b == 0).any():
+            excluded = b == 0
+    if where is not None:
+        mask = _checks.as_array(where)
+        if mask.dtype != np.bool_:
+            raise TypeError(f"where must be a boolean array; got dtype {mask.dtype}")
+        _broadcastable("where", mask, x.shape)
+        excluded = ~mask if excluded is None else excluded | ~mask
+    x = _as_compute(x, compute)
+    if excluded is not None and excluded.any():
+        x = np.where(excluded, compute.type(-np.inf), x)
+    if b is not None:
+        b = np.broadcast_to(b, x.shape)
+    return x, b
+
+
+def _as_compute(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``array`` in ``dtype``, aligned (what the kernels address); a copy only if it is not."""
+    if array.dtype is dtype and array.flags.aligned:
+        return array
+    return array.astype(dtype)
+
+
+def _row_output(
+    out: object,
+    shape: tuple[int, ...],
+    axis: int,
+    dtype: np.dtype,
+    compute: np.dtype,
+    inputs: tuple[np.ndarray | None, ...],
+    name: str,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(user's out or None, the array the backend writes)``: the result of ``shape``, the
+    summed axis removed if kept. A per-row output is written while rows that come later are
+    still to be read, so any overlap with an input, even exact, goes through a scratch array."""
+    row_shape = shape if len(shape) < len(inputs[0].shape) else shape[:axis] + shape[axis + 1 :]
+    if out is None:
+        return None, np.empty(row_shape, compute)
+    checked = _checks.check_out(out, shape, dtype, name)
+    overlaps = any(a is not None and np.may_share_memory(checked, a) for a in inputs)
+    if compute is not dtype or not checked.flags.aligned or overlaps:
+        return checked, np.empty(row_shape, compute)
+    return checked, checked.reshape(row_shape)  # dropping a length-1 axis: always a view
+
+
+def _deliver(
+    user_out: np.ndarray | None, written: np.ndarray, shape: tuple[int, ...], dtype: np.dtype
+) -> np.ndarray | np.generic:
+    if user_out is not None:
+        if not np.may_share_memory(user_out, written):  # a scratch, never near user_out
+            with np.errstate(over="ignore"):  # float32 -> float16: out-of-range values become inf
+                np.copyto(user_out, written.reshape(shape), casting="unsafe")
+        return user_out
+    if written.dtype is not dtype:
+        with np.errstate(over="ignore"):  # as above
+            written = written.astype(dtype)
+    result = written.reshape(shape)
+    return result[()] if result.ndim == 0 else result
