@@ -347,7 +347,7 @@ def test_zero_dimensional_input(name, axis, plain_backend, dtype):
     inputs = (x,) if op.takes_logits else inputs
     inputs += (np.array(0.25, dtype),) * (len(op.operands) - 1)
     result = call(name, *inputs, axis=axis, backend=plain_backend)
-    assert result.shape == ()
+    assert isinstance(result, np.generic)  # a scalar, as NumPy's ufuncs and SciPy give
     assert result.dtype == dtype
     assert result == {"softmax": 1.0, "log_softmax": 0.0}.get(name, 0.0)
     out = np.full((), 7.0, dtype)

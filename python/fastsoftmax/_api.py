@@ -51,10 +51,11 @@ def _as_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if user_out is None:
-        if written.dtype is dtype:
-            return written
-        with np.errstate(over="ignore"):  # float32 -> float16: out-of-range values become inf
-            return written.astype(dtype)
+        if written.dtype is not dtype:
+            with np.errstate(over="ignore"):  # float32 -> float16: out-of-range values become inf
+                written = written.astype(dtype)
+        # Of a 0-d input a NumPy scalar, as NumPy's ufuncs and SciPy's softmax give.
+        return written[()] if written.ndim == 0 else written
     if user_out is not written:
         with np.errstate(over="ignore"):  # float32 -> float16: out-of-range values become inf
             np.copyto(user_out, written, casting="unsafe")

@@ -110,6 +110,8 @@ def try_fast(
     if result is None:
         return None
     # C-contiguous as x's merged view is: back in x's axis order it has x's layout.
+    if x.ndim == 0:
+        return result.reshape(())[()]  # a NumPy scalar, as `_api` gives for a 0-d input
     result = result.reshape([x.shape[d] for d in perm])
     return result.transpose(sorted(range(x.ndim), key=perm.__getitem__))  # the inverse of perm
 

@@ -1,18 +1,20 @@
 """The public `logsumexp`: its arguments checked, the excluded entries folded into ``x``, and
-its per-row outputs chosen, then one backend call along one int axis."""
+its per-row outputs chosen, then one backend call along one axis (several: `_axes.run`)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _backends, _checks
+from . import _axes, _backends, _checks
 from ._threads import get_num_threads
 
 
 def logsumexp(
     x: ArrayLike,
-    axis: int = -1,
+    axis: int | tuple[int, ...] | None = -1,
     *,
     b: ArrayLike | None = None,
     keepdims: bool = False,
@@ -21,7 +23,7 @@ def logsumexp(
     out: np.ndarray | tuple[np.ndarray | None, np.ndarray | None] | None = None,
     backend: str | None = None,
 ) -> np.ndarray | np.generic | tuple[np.ndarray | np.generic, np.ndarray | np.generic]:
-    """Log of the sum of exponentials along one axis: ``log(|sum(b * exp(x))|)``, computed stably.
+    """Log of the sum of exponentials along an axis: ``log(|sum(b * exp(x))|)``, computed stably.
 
     The semantics of ``scipy.special.logsumexp``, but along the last axis by default.
 
@@ -30,16 +32,18 @@ def logsumexp(
     x : array_like
         The values. float32 and float64 are computed as they are, float16 in float32 (the
         result is float16), integers and bools in float64.
-    axis : int, optional
-        The axis summed over; negative counts from the end. Default -1 (SciPy's default, None,
-        sums over every axis).
+    axis : int, tuple of ints or None, optional
+        The axis summed over, or the axes summed over jointly; negative counts from the end,
+        ``None`` sums over every axis and ``()`` over none (each entry alone). Default -1
+        (SciPy's default is None).
     b : array_like, optional
-        Weights, broadcastable to ``x``'s shape (they may not enlarge it); they may be negative.
+        Weights, broadcast together with ``x`` as in SciPy (the result then has the broadcast
+        shape); they may be negative.
         Entries where ``b == 0`` do not count at all, so an ``inf`` or NaN of ``x`` there does
         not make the result NaN. The result dtype is ``numpy.result_type(x, b)`` under the rules
         for ``x``.
     keepdims : bool, optional
-        Keep the summed axis, with length 1. Default False.
+        Keep the summed axes, with length 1. Default False.
     return_sign : bool, optional
         Also return the sign of the sum: +1, -1, 0 (a sum of 0, whose log is ``-inf``) or NaN.
         Without it, a negative sum gives NaN. Default False.
@@ -112,24 +116,34 @@ def logsumexp(
         compute, dtype = _checks.result_dtypes(x.dtype, "x")
     else:
         compute, dtype = _checks.result_dtypes(_checks.common_dtype(x, weights, ("x", "b")), "x")
-    # One int axis: an axis tuple is to be normalised here, to one axis of a reshaped x.
-    ax = _checks.normalize_axis(axis, x.ndim)
     x, weights = _excluded_as_minus_inf(x, weights, where, compute)
-    shape = x.shape[:ax] + ((1,) if keepdims else ()) + x.shape[ax + 1 :]
-    inputs = (x, weights)
-    user_lse, lse = _row_output(lse_out, shape, ax, dtype, compute, inputs, "out")
+    axes = _checks.normalize_axis(axis, x.ndim)
+    summed = (axes,) if type(axes) is int else axes
+    row_shape = tuple(n for d, n in enumerate(x.shape) if d not in summed)
+    kept = tuple(1 if d in summed else n for d, n in enumerate(x.shape))
+    shape = kept if keepdims else row_shape
+    inputs = (x,) if weights is None else (x, weights)
+    user_lse, lse = _row_output(lse_out, shape, row_shape, dtype, compute, inputs, "out")
     user_sign, sign = None, None
     if return_sign:
-        user_sign, sign = _row_output(sign_out, shape, ax, dtype, compute, inputs, "out[1]")
+        user_sign, sign = _row_output(sign_out, shape, row_shape, dtype, compute, inputs, "out[1]")
         both = user_lse is not None and user_sign is not None
         if both and np.may_share_memory(user_lse, user_sign):
             raise ValueError("the two outputs of logsumexp must not share memory")
-    if x.shape[ax] == 0:  # an empty sum: 0, whose log is -inf
+    if math.prod(x.shape[d] for d in summed) == 0:  # an empty sum: 0, whose log is -inf
         lse.fill(-np.inf)
         if sign is not None:
             sign.fill(0)
     elif x.size:
-        module.logsumexp(x, weights, lse, sign, ax, get_num_threads())
+
+        def kernel(x, *rest):  # (x[, b], lse, sign, axis, threads) -> the backend's order
+            b = rest[0] if weights is not None else None
+            module.logsumexp(x, b, *rest[len(inputs) - 1 :])
+
+        if type(axes) is int:
+            kernel(*inputs, lse, sign, axes, get_num_threads())
+        else:
+            _axes.run(kernel, inputs, (lse, sign), axes, get_num_threads(), reduced=(0, 1))
     result = _deliver(user_lse, lse, shape, dtype)
     if not return_sign:
         return result
@@ -161,8 +175,9 @@ def _broadcastable(name: str, value: np.ndarray, shape: tuple[int, ...]) -> None
 def _excluded_as_minus_inf(
     x: np.ndarray, b: np.ndarray | None, where: ArrayLike | None, compute: np.dtype
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``x`` in the compute dtype, ``-inf`` where an entry does not count (``b == 0`` or
-    ``where`` False), and ``b`` in it broadcast to x's shape (a view, or None).
+    """``x`` broadcast with ``b`` (as SciPy does), in the compute dtype, ``-inf`` where an entry
+    does not count (``b == 0`` or ``where`` False), and ``b`` in it broadcast to that shape (a
+    view, or None).
 
     The kernels take the row maximum over x alone, so an entry that must not count is made
     ``-inf`` there (a copy of x only when there is one): its exp is then 0 and its b is never
@@ -170,7 +185,14 @@ def _excluded_as_minus_inf(
     """
     excluded = None
     if b is not None:
-        _broadcastable("b", b, x.shape)
+        # x and b broadcast together, as in SciPy: a b that enlarges x gives x zero strides.
+        try:
+            shape = np.broadcast_shapes(x.shape, b.shape)
+        except ValueError:
+            raise ValueError(
+                f"b must broadcast together with x: shapes {b.shape} and {x.shape}"
+            ) from None
+        x = np.broadcast_to(x, shape)
         b = _as_compute(b, compute)
         if (b == 0).any():
             excluded = b == 0
@@ -198,23 +220,22 @@ def _as_compute(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
 def _row_output(
     out: object,
     shape: tuple[int, ...],
-    axis: int,
+    row_shape: tuple[int, ...],
     dtype: np.dtype,
     compute: np.dtype,
     inputs: tuple[np.ndarray | None, ...],
     name: str,
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """``(user's out or None, the array the backend writes)``: the result of ``shape``, the
-    summed axis removed if kept. A per-row output is written while rows that come later are
+    summed axes removed if kept. A per-row output is written while rows that come later are
     still to be read, so any overlap with an input, even exact, goes through a scratch array."""
-    row_shape = shape if len(shape) < len(inputs[0].shape) else shape[:axis] + shape[axis + 1 :]
     if out is None:
         return None, np.empty(row_shape, compute)
     checked = _checks.check_out(out, shape, dtype, name)
     overlaps = any(a is not None and np.may_share_memory(checked, a) for a in inputs)
     if compute is not dtype or not checked.flags.aligned or overlaps:
         return checked, np.empty(row_shape, compute)
-    return checked, checked.reshape(row_shape)  # dropping a length-1 axis: always a view
+    return checked, checked.reshape(row_shape)  # dropping length-1 axes: always a view
 
 
 def _deliver(

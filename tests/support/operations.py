@@ -211,7 +211,8 @@ def check(
     """Call ``name`` and check inputs untouched, result dtype/shape and values; return it."""
     with unchanged(*inputs):
         result = call(name, *inputs, axis=axis, backend=backend)
-    assert isinstance(result, np.ndarray)
+    # A 0-d input gives a NumPy scalar, as NumPy's ufuncs do; anything else an array.
+    assert isinstance(result, np.generic if np.ndim(inputs[0]) == 0 else np.ndarray)
     assert result.dtype == dtype, (what, result.dtype)
     wanted = expect(name, inputs, axis, dtype).widened(widen)
     assert_matches(result, wanted, f"{name} {what}")

@@ -1,0 +1,114 @@
+"""The costs of axis tuples and logsumexp, as ratios measured in one process.
+
+    python bench/features.py [--threads 1,2] [--quick]
+
+Each line is one comparison with its target:
+
+- axis=(1, 2) of a (64, 32, 32) array against axis=-1 of the same data as (64, 1024): the
+  axes merge into one without a copy, so the two calls should cost the same (target 1.05x).
+- logsumexp on every shape of the bench suite (along its axis) against
+  scipy.special.logsumexp (target 3x) and torch.logsumexp (target 1.3x). Every call allocates
+  its result, as a user's call does.
+
+PyTorch and SciPy are compared against when installed (``pip install torch==2.13.0 scipy``);
+the lines that need them are left out otherwise. The machine is named first: figures from
+another machine, or from another process, are not comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+from collections.abc import Callable
+from functools import partial
+
+import fastsoftmax as fsm
+import numpy as np
+from machine import machine_facts
+from suite import SUITE
+from timer import measure
+
+
+def _median(call: Callable[[], object], budget: float) -> float:
+    timing, _ = measure(call, budget, 5)
+    return timing.median
+
+
+def _line(what: str, ours: float, other: float, target: str) -> str:
+    times = f"{ours * 1e6:10.1f} us {other * 1e6:10.1f} us"
+    return f"{what:58s} {times}  ratio {other / ours:5.2f}  ({target})"
+
+
+def axis_tuple(budget: float) -> list[str]:
+    x = np.random.default_rng(0).standard_normal((64, 32, 32), dtype=np.float32)
+    flat = x.reshape(64, 1024)
+    lines = []
+    for op in ("softmax", "log_softmax"):
+        f = getattr(fsm, op)
+        tuple_time = _median(partial(f, x, axis=(1, 2)), budget)
+        flat_time = _median(partial(f, flat, axis=-1), budget)
+        lines.append(
+            _line(
+                f"{op} axis=(1, 2) (64, 32, 32) vs (64, 1024)",
+                flat_time,
+                tuple_time,
+                "tuple / flat, target <= 1.05",
+            )
+        )
+    return lines
+
+
+def _torch_logsumexp(torch, x: np.ndarray, axis: int) -> np.ndarray:
+    return torch.logsumexp(torch.from_numpy(x), axis).numpy()
+
+
+def logsumexp(budget: float, torch, scipy_special) -> list[str]:
+    rng = np.random.default_rng(0)
+    lines = []
+    for case in SUITE:
+        x = (3 * rng.standard_normal(case.shape)).astype(case.dtype)
+        ours = _median(partial(fsm.logsumexp, x, axis=case.axis), budget)
+        if scipy_special is not None:
+            theirs = _median(partial(scipy_special.logsumexp, x, axis=case.axis), budget)
+            lines.append(
+                _line(f"logsumexp {case.label} {case.shape} vs SciPy", ours, theirs, "target >= 3")
+            )
+        if torch is not None:
+            theirs = _median(partial(_torch_logsumexp, torch, x, case.axis), budget)
+            lines.append(
+                _line(
+                    f"logsumexp {case.label} {case.shape} vs PyTorch", ours, theirs, "target >= 1.3"
+                )
+            )
+        del x
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
+    parser.add_argument("--quick", action="store_true", help="short budgets (a smoke test)")
+    args = parser.parse_args()
+    budget = 0.05 if args.quick else 0.5
+    torch = None
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+    scipy_special = None
+    if importlib.util.find_spec("scipy") is not None:
+        import scipy.special as scipy_special
+    facts = machine_facts(len(os.sched_getaffinity(0)))
+    load = facts["load_average_at_start"]
+    print(f"{facts['cpu_model']}, {facts['cores_usable']} cores, load average {load}")
+    print(f"{'comparison':58s} {'baseline':>13s} {'compared':>13s}  ratio = compared / baseline")
+    for threads in (int(t) for t in args.threads.split(",")):
+        fsm.set_num_threads(threads)
+        if torch is not None:
+            torch.set_num_threads(threads)
+        print(f"-- {threads} thread(s)")
+        for line in (*axis_tuple(budget), *logsumexp(budget, torch, scipy_special)):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
