@@ -44,7 +44,8 @@ def _sum64(values: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _sum(values: np.ndarray, axis: int) -> np.ndarray:
-    return np.expand_dims(_sum64(values, axis), axis).astype(values.dtype)
+    with np.errstate(over="ignore"):  # a float64 sum past float32's range is inf, as computed
+        return np.expand_dims(_sum64(values, axis), axis).astype(values.dtype)
 
 
 def _exp_and_sum(shifted: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,6 @@ from .operands import (
     columns_at,
     scatter_columns,
     store_at,
-    summed_outputs,
     tile_rows_at,
     values_at,
 )
@@ -43,7 +42,9 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
     constant_count = len(derive.py_func(np.ones(count), 1.0, np.ones(1)))
     column_sums = make_column_sums(op.terms, op.keeps_exp)
     column_items = _make_column_items(constant_count)
-    summed = summed_outputs(op)
+    if op.per_row:  # its terms see no outputs: they have one element a row
+        all_columns = column_sums
+        column_sums = njit(nogil=True)(lambda ins, outs, m, t: all_columns(ins, (), m, t))
 
     @njit(nogil=True)
     def first_pass(ins, outs, t):
@@ -53,7 +54,7 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
         for c in range(m.shape[0]):
             if not is_finite(m[c]):
                 return False, m, np.zeros((count, m.shape[0]))
-        return True, m, column_sums(ins, summed(outs), m, t)
+        return True, m, column_sums(ins, outs, m, t)
 
     @njit(nogil=True)
     def constants(totals, rescale, like):

@@ -25,14 +25,6 @@ def _block_rows(a, i, j0, j1):
     return rows.reshape((1, rows.shape[0], a.shape[2]))
 
 
-def summed_outputs(op):
-    """``summed(outs)``: the outputs an operation's terms see, none for per-row outputs (they
-    have one element a row, which no term may read)."""
-    if op.per_row:
-        return njit(nogil=True)(lambda outs: ())
-    return njit(nogil=True)(lambda outs: outs)
-
-
 def _mapped(name: str, parameters: str, each: str, doc: str):
     """A function of ``(operands, <parameters>)`` returning the tuple of ``each`` (an expression
     of ``{a}``, one operand) over the operands, callable from compiled code."""

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from numba import njit
 
-from .operands import slices_of, store_at, summed_outputs, values_at
+from .operands import slices_of, store_at, values_at
 from .primitives import LINE_BYTES, is_finite, stream_copy
 from .vector_loops import make_row_sums, store_exp
 
@@ -39,8 +39,10 @@ def make_row_kernels(op) -> SimpleNamespace:
     row_max, derive, element, limit = op.reduction.row_max, op.derive, op.element, op.limit
     keeps_exp = op.keeps_exp
     row_sums = make_row_sums(op.terms)
+    if op.per_row:  # its terms see no outputs: they have one element a row
+        all_sums = row_sums
+        row_sums = njit(nogil=True)(lambda ins, outs, m: all_sums(ins, (), m))
     no_sums = (0.0,) * len(op.terms)
-    summed = summed_outputs(op)
 
     @njit(nogil=True)
     def first_pass(ins, outs):
@@ -52,7 +54,7 @@ def make_row_kernels(op) -> SimpleNamespace:
             return m, no_sums
         if keeps_exp:
             store_exp(x, m, outs[0])
-        return m, row_sums(ins, summed(outs), m)
+        return m, row_sums(ins, outs, m)
 
     def elementwise_output(ins, outs, m, constants):
         """The outputs of a row or a slice of one: the element step, loaded and stored."""
