@@ -34,6 +34,7 @@ x over axes (0, 2) with its out, gathered and scattered; one thread, a loaded 2-
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -99,6 +100,10 @@ def try_fast(
     axes = _checks.normalize_axis(axis, x.ndim)
     if type(axes) is int:
         return fast(*inputs, out, axes, threads)
+    if axes and axes[0] == x.ndim - len(axes):
+        trailing = _try_trailing(fast, inputs, out, axes[0], threads)
+        if trailing is not None:
+            return trailing
     perm, chain, merged_shape = _plan(axes, x)
     arrays = inputs if out is None else (*inputs, out)
     if not all(_merges(a, chain) for a in arrays):  # type: ignore[arg-type]
@@ -114,6 +119,28 @@ def try_fast(
         return result.reshape(())[()]  # a NumPy scalar, as `_api` gives for a 0-d input
     result = result.reshape([x.shape[d] for d in perm])
     return result.transpose(sorted(range(x.ndim), key=perm.__getitem__))  # the inverse of perm
+
+
+def _try_trailing(
+    fast: Callable[..., np.ndarray | None],
+    inputs: tuple[np.ndarray, ...],
+    out: np.ndarray | None,
+    first: int,
+    threads: int,
+) -> np.ndarray | None:
+    """`try_fast` for the axes ``first, ..., ndim - 1`` of C-contiguous operands, the common
+    case, by one reshape each way: the general plan's Python (~4 us) is a fifth of a (64, 32,
+    32) softmax's 22 us, this about 1 us."""
+    arrays = inputs if out is None else (*inputs, out)
+    if not all(a.flags.c_contiguous for a in arrays):  # type: ignore[union-attr]
+        return None
+    x = inputs[0]
+    merged = (*x.shape[:first], math.prod(x.shape[first:]))
+    views = [a.reshape(merged) for a in arrays]  # type: ignore[union-attr]
+    if out is not None:
+        return None if fast(*views, first, threads) is None else out
+    result = fast(*views, None, first, threads)
+    return None if result is None else result.reshape(x.shape)
 
 
 def _plan(axes: tuple[int, ...], x: np.ndarray) -> tuple[tuple[int, ...], list[int], tuple]:
