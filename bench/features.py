@@ -1,4 +1,4 @@
-"""The costs of axis tuples and logsumexp, as ratios measured in one process.
+"""The costs of axis tuples, masks and logsumexp, as ratios measured in one process.
 
     python bench/features.py [--threads 1,2] [--quick]
 
@@ -6,6 +6,11 @@ Each line is one comparison with its target:
 
 - axis=(1, 2) of a (64, 32, 32) array against axis=-1 of the same data as (64, 1024): the
   axes merge into one without a copy, so the two calls should cost the same (target 1.05x).
+- softmax of (8, 12, 512, 512) float32 logits with a broadcast (512, 512) causal mask, into a
+  preallocated output: against the unmasked softmax of the same logits (target at most 1.2x)
+  and against PyTorch's way, ``masked_fill(~mask, -inf)`` then ``softmax`` (target 1.5x),
+  timed as a NumPy user runs it (``torch.from_numpy`` of the logits and the mask, the result
+  written into the same preallocated output through ``out=``).
 - logsumexp on every shape of the bench suite (along its axis) against
   scipy.special.logsumexp (target 3x) and torch.logsumexp (target 1.3x). Every call allocates
   its result, as a user's call does.
@@ -59,6 +64,45 @@ def axis_tuple(budget: float) -> list[str]:
     return lines
 
 
+def _torch_masked_softmax(torch, logits, keep, out) -> None:
+    """How PyTorch users mask a softmax: fill the masked logits with -inf, then softmax."""
+    torch.softmax(logits.masked_fill(~keep, -np.inf), -1, out=out)
+
+
+def masked_softmax(budget: float, torch) -> list[str]:
+    x = np.random.default_rng(0).standard_normal((8, 12, 512, 512), dtype=np.float32)
+    causal = np.tril(np.ones((512, 512), dtype=bool))
+    out = np.empty_like(x)
+    masked = _median(partial(fsm.softmax, x, where=causal, out=out), budget)
+    plain = _median(partial(fsm.softmax, x, out=out), budget)
+    lines = [
+        _line(
+            "softmax (8, 12, 512, 512) causal where= vs unmasked",
+            plain,
+            masked,
+            "masked / unmasked, target <= 1.2",
+        )
+    ]
+    if torch is not None:
+        call = partial(
+            _torch_masked_softmax,
+            torch,
+            torch.from_numpy(x),
+            torch.from_numpy(causal),
+            torch.from_numpy(out),
+        )
+        theirs = _median(call, budget)
+        lines.append(
+            _line(
+                "softmax (8, 12, 512, 512) causal vs PyTorch masked_fill",
+                masked,
+                theirs,
+                "target >= 1.5",
+            )
+        )
+    return lines
+
+
 def _torch_logsumexp(torch, x: np.ndarray, axis: int) -> np.ndarray:
     return torch.logsumexp(torch.from_numpy(x), axis).numpy()
 
@@ -106,7 +150,12 @@ def main() -> None:
         if torch is not None:
             torch.set_num_threads(threads)
         print(f"-- {threads} thread(s)")
-        for line in (*axis_tuple(budget), *logsumexp(budget, torch, scipy_special)):
+        lines = (
+            *axis_tuple(budget),
+            *masked_softmax(budget, torch),
+            *logsumexp(budget, torch, scipy_special),
+        )
+        for line in lines:
             print(line, flush=True)
 
 

@@ -185,7 +185,7 @@ def test_gil_released_and_calls_overlap(long_softmax):
     for _ in range(3):
         calls: list[float] = []
 
-        def repeated_calls() -> None:
+        def repeated_calls(calls: list[float] = calls) -> None:
             begin = time.perf_counter()
             while time.perf_counter() - begin < 0.3:
                 calls.append(long_softmax())

@@ -112,12 +112,13 @@ def _core_error_cases() -> dict[str, object]:
     read_only.flags.writeable = False
     unaligned = np.zeros(4 * 9 * 8 + 1, np.uint8)[1:].view(np.float64).reshape(4, 9)
     return {
-        "core-read-only-out": _raises(lambda: CORE.softmax(x, read_only, 1, 1), ValueError),
-        "core-unaligned-out": _raises(lambda: CORE.softmax(x, unaligned, 1, 1), ValueError),
+        "core-read-only-out": _raises(lambda: CORE.softmax(x, None, read_only, 1, 1), ValueError),
+        "core-unaligned-out": _raises(lambda: CORE.softmax(x, None, unaligned, 1, 1), ValueError),
         "core-float16": _raises(
-            lambda: CORE.softmax(x.astype(np.float16), x.astype(np.float16), 1, 1), TypeError
+            lambda: CORE.softmax(x.astype(np.float16), None, x.astype(np.float16), 1, 1), TypeError
         ),
-        "core-shapes": _raises(lambda: CORE.softmax_backward(x, x.T, x, 1, 1), ValueError),
+        "core-shapes": _raises(lambda: CORE.softmax_backward(x, x.T, None, x, 1, 1), ValueError),
+        "core-mask-dtype": _raises(lambda: CORE.softmax(x, x, x.copy(), 1, 1), TypeError),
     }
 
 

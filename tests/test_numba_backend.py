@@ -39,9 +39,9 @@ SHAPES = [
 
 def _call(module, name, arrays, out, s_out, axis, threads):
     if name == "softmax_jvp":
-        module.softmax_jvp(*arrays, out, s_out, axis, threads)
+        module.softmax_jvp(*arrays, None, out, s_out, axis, threads)
     else:
-        getattr(module, name)(*arrays, out, axis, threads)
+        getattr(module, name)(*arrays, None, out, axis, threads)
 
 
 def _logits(shape, dtype, rng, special=False):
@@ -61,7 +61,7 @@ def _inputs(name, shape, axis, dtype, rng, special=False):
     if name in BINARY:
         y = np.empty_like(x)
         forward = _reference.softmax if name == "softmax_backward" else _reference.log_softmax
-        forward(_logits(shape, dtype, rng), y, axis, 1)
+        forward(_logits(shape, dtype, rng), None, y, axis, 1)
         return [y, grad]
     return [x, grad]
 
@@ -104,8 +104,8 @@ def test_every_output_may_be_an_input(name, shape, axis, order, dtype, rng):
 def test_jvp_softmax_may_be_x_while_out_is_v(shape, axis, dtype, rng):
     x, v = _inputs("softmax_jvp", shape, axis, dtype.type, rng, special=True)
     expected, expected_s = np.empty(shape, dtype), np.empty(shape, dtype)
-    _reference.softmax_jvp(x.copy(), v.copy(), expected, expected_s, axis, 1)
-    numba_backend.softmax_jvp(x, v, v, x, axis, 2)
+    _reference.softmax_jvp(x.copy(), v.copy(), None, expected, expected_s, axis, 1)
+    numba_backend.softmax_jvp(x, v, None, v, x, axis, 2)
     _assert_close(v, expected, dtype)
     _assert_close(x, expected_s, dtype)
 

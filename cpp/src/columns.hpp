@@ -112,10 +112,18 @@ bool tile_first_pass(const Tile<T>& tile, ColumnState<Operation, T>& state) {
   constexpr int K = Red::kSums;
   const int64_t lanes = used_lanes<T>(t.w);
   for (int k = 0; k < K; ++k) state.sums[k].clear(lanes);
-  if constexpr (!Red::kHasMax) {
+  if constexpr (Red::kGiven) {
+    std::fill(state.m.v, state.m.v + lanes, T(0));
+    for (int64_t c = 0; c < t.w; ++c) {
+      const typename Red::Partial p = Red::read(t.at, c);
+      state.m.v[c] = T(p.max);
+      state.sums[0].total[c] = p.sum[0].value();
+    }
+    return std::all_of(state.m.v, state.m.v + t.w, [](T v) { return is_finite(v); });
+  } else if constexpr (!Red::kHasMax) {
     for_each_sum<K>([&](auto k) {
       column_sum(t, 0, t.n, [&](int64_t j, int64_t c, int64_t count) {
-        return Operation::terms(TileView<T, Red>{t, j, c, count, Vec<T>{}})[k];
+        return Operation::terms(TileView<T, Operation>{t, j, c, count, Vec<T>{}})[k];
       }, state.sums[k]);
     });
     return true;
@@ -135,7 +143,7 @@ bool tile_first_pass(const Tile<T>& tile, ColumnState<Operation, T>& state) {
       std::fill(block_max.v, block_max.v + lanes, -kInf<T>);
       for (int64_t j = j0; j < j1; ++j) {
         for_each_vector<T>(t.w, [&](int64_t c, int64_t count) {
-          const Vec<T> v = load_n(x + j * sx + c, count, -kInf<T>);
+          const Vec<T> v = TileView<T, Operation>{t, j, c, count, Vec<T>{}}.x();
           simd::store(block_max.v + c, simd::max<T>(v, lanes_at(block_max, c)));
         });
       }
@@ -155,7 +163,7 @@ bool tile_first_pass(const Tile<T>& tile, ColumnState<Operation, T>& state) {
           if constexpr (decltype(k)::value == 0) {
             simd::prefetch(x + std::min(j + j1 - j0, t.n - 1) * sx + c);
           }
-          return Operation::terms(TileView<T, Red>{t, j, c, count, lanes_at(shift, c)})[k];
+          return Operation::terms(TileView<T, Operation>{t, j, c, count, lanes_at(shift, c)})[k];
         }, state.sums[k]);
       });
     }
@@ -192,7 +200,7 @@ template <class Operation, class T, class C, class View, std::size_t... I>
 void store_outputs(const Tile<T>& t, int64_t j, int64_t c, int64_t count, const C& constants,
                    const View& view, std::index_sequence<I...>) {
   constexpr Role roles[] = {Operation::kOutputs[I]...};
-  const Vec<T> values[] = {Operation::template output<Operation::kOutputs[I]>(constants, view)...};
+  const Vec<T> values[] = {output_at<Operation, Operation::kOutputs[I]>(constants, view)...};
   for (std::size_t o = 0; o < sizeof...(I); ++o) {
     store_n(t.at[roles[o]] + j * t.stride[roles[o]] + c, values[o], count);
   }
@@ -214,7 +222,7 @@ void tile_second_pass(const Tile<T>& tile, const ColumnState<Operation, T>& stat
     const std::array<T, kC> d = Operation::template derive<T>(p.values());
     for (int k = 0; k < kC; ++k) constants[k].v[c] = d[k];
     // Column c's per-row outputs: the tile's K stride is 1 in every operand.
-    ByRole<T*> at = t.at;
+    Row<T> at = t.at;
     for (int i = 0; i < kRoleCount; ++i) {
       if (at.item[i] && is_per_row(static_cast<Role>(i))) at.item[i] += c;
     }
@@ -224,9 +232,9 @@ void tile_second_pass(const Tile<T>& tile, const ColumnState<Operation, T>& stat
   if constexpr (outputs > 0) {  // the elementwise outputs
     const auto view = [&](int64_t j, int64_t c, int64_t count) {
       if constexpr (Red::kHasMax) {
-        return TileView<T, Red>{t, j, c, count, lanes_at(state.m, c)};
+        return TileView<T, Operation>{t, j, c, count, lanes_at(state.m, c)};
       } else {
-        return TileView<T, Red>{t, j, c, count, Vec<T>{}};
+        return TileView<T, Operation>{t, j, c, count, Vec<T>{}};
       }
     };
     const auto constants_at = [&](int64_t c) {
@@ -251,7 +259,7 @@ void tile_second_pass(const Tile<T>& tile, const ColumnState<Operation, T>& stat
       constexpr Role r = decltype(role)::value;
       for (int64_t j = 0; j < t.n; ++j) {
         write_row(t.at[r] + j * t.stride[r], t.w, t.stream, [&](int64_t c, int64_t count) {
-          return Operation::template output<r>(constants_at(c), view(j, c, count));
+          return output_at<Operation, r>(constants_at(c), view(j, c, count));
         });
       }
     });
@@ -268,14 +276,15 @@ bool tile_op(const Tile<T>& t) {
 }
 
 // Rows [j0, j1) of a tile. The per-row outputs are written by the slice that starts the tile
-// (of the slices sharing it, only that one holds them).
-template <class T>
+// (of the slices sharing it, only that one holds them); per-row inputs are read by every one.
+template <class Operation, class T>
 Tile<T> tile_rows(const Tile<T>& t, int64_t j0, int64_t j1) {
   Tile<T> part = t;
   for (int i = 0; i < kRoleCount; ++i) {
     if (part.at.item[i]) part.at.item[i] += j0 * t.stride.item[i];
-    if (j0 > 0 && is_per_row(static_cast<Role>(i))) part.at.item[i] = nullptr;
+    if (j0 > 0 && writes_per_row<Operation>(static_cast<Role>(i))) part.at.item[i] = nullptr;
   }
+  if (part.at.where) part.at.where += j0 * t.stride[Role::where];
   part.n = j1 - j0;
   return part;
 }

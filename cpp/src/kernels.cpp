@@ -103,15 +103,17 @@ T* element(const Operand& a, int64_t m, int64_t j, int64_t k) {
   return static_cast<T*>(a.data) + m * a.stride[0] + j * a.stride[1] + k * a.stride[2];
 }
 
-// Each operand's element (m, j, k), null where the block has no such operand. Inlined: the rows
-// walk takes it twice per row.
+// Each operand's element (m, j, k), null where the block has no such operand; the mask's in
+// Row::where. Inlined: the rows walk takes it twice per row.
 template <class T>
-[[gnu::always_inline]] inline ByRole<T*> elements(const Block& b, int64_t m, int64_t j, int64_t k) {
-  ByRole<T*> at;
+[[gnu::always_inline]] inline Row<T> elements(const Block& b, int64_t m, int64_t j, int64_t k) {
+  Row<T> at;
   for (int i = 0; i < kRoleCount; ++i) {
     const Operand& a = b.operands.item[i];
-    at.item[i] = a.data ? element<T>(a, m, j, k) : nullptr;
+    if (a.data && !is_mask(static_cast<Role>(i))) at.item[i] = element<T>(a, m, j, k);
   }
+  const Operand& where = b.operands[Role::where];
+  if (where.data) at.where = element<const std::uint8_t>(where, m, j, k);
   return at;
 }
 
@@ -135,7 +137,8 @@ void scatter(const T* src, int64_t n, T* dst, int64_t stride) {
   for (int64_t i = 0; i < n; ++i) dst[i * stride] = src[i];
 }
 
-// The elements of gathered_row's buffer: a row of each operand, and the scratch row.
+// The elements of gathered_row's buffer: a row of each operand (the mask's bytes in its T row),
+// and the scratch row.
 template <class T>
 int64_t gathered_elements(int64_t n) {
   return kRoleCount * n + scratch_elements<T>(n);
@@ -147,7 +150,7 @@ int64_t gathered_elements(int64_t n) {
 template <class Operation, class T>
 void gathered_row(const Block& b, int64_t m, int64_t k, T* buffer) {
   const int64_t n = b.n;
-  const ByRole<T*> at = elements<T>(b, m, 0, k);
+  const Row<T> at = elements<T>(b, m, 0, k);
   Row<T> row;
   for (int i = 0; i < kRoleCount; ++i) {
     const bool copied = at.item[i] && !is_per_row(static_cast<Role>(i));
@@ -155,6 +158,11 @@ void gathered_row(const Block& b, int64_t m, int64_t k, T* buffer) {
   }
   for (Role role : Operation::kInputs) {
     if (at[role]) gather(at[role], b.operands[role].stride[1], n, row[role]);
+  }
+  if (at.where) {
+    auto* where = reinterpret_cast<std::uint8_t*>(buffer + static_cast<int>(Role::where) * n);
+    gather(at.where, b.operands[Role::where].stride[1], n, where);
+    row.where = where;
   }
   RowContext<T> ctx;
   ctx.scratch = buffer + kRoleCount * n;
@@ -293,7 +301,7 @@ void split_tiles(const Block& b, int threads, int64_t tiles_per_m, bool stream) 
       const int64_t m = task / tiles_per_m;
       const int64_t k0 = task % tiles_per_m * kMaxTileWidth;
       const Tile<T> tile = tile_at<T>(b, m, k0, stream);
-      const Tile<T> slice = tile_rows(tile, b.n * t / count, b.n * (t + 1) / count);
+      const Tile<T> slice = tile_rows<Operation>(tile, b.n * t / count, b.n * (t + 1) / count);
       finite[t] = tile_first_pass<Operation>(slice, parts[t]);
 #pragma omp barrier
       if (std::all_of(finite.begin(), finite.begin() + count, [](char f) { return f != 0; })) {
@@ -368,6 +376,17 @@ void run_typed(const Block& b, int threads) {
   }
 }
 
+// The operation, or its masked instantiation where the block has a mask (operations.hpp's Note
+// on masks): a call without one runs code that has no mask in it.
+template <class Operation>
+void run_maybe_masked(const Block& b, int threads) {
+  if (b.operands[Role::where].data) {
+    run_typed<Masked<Operation>>(b, threads);
+  } else {
+    run_typed<Operation>(b, threads);
+  }
+}
+
 template <class T>
 void exp_values(const T* in, T* out, int64_t n) {
   for_each_vector<T>(n, [&](int64_t i, int64_t count) {
@@ -389,18 +408,24 @@ void exp_array(DType dtype, const void* in, void* out, std::int64_t n) {
 void run_block(const Block& block, int threads) {
   switch (block.op) {
     case Op::softmax:
-      return run_typed<Softmax>(block, threads);
+      return run_maybe_masked<Softmax>(block, threads);
     case Op::log_softmax:
-      return run_typed<LogSoftmax>(block, threads);
+      return run_maybe_masked<LogSoftmax>(block, threads);
     case Op::softmax_backward:
-      return run_typed<SoftmaxBackward>(block, threads);
+      return run_maybe_masked<SoftmaxBackward>(block, threads);
     case Op::log_softmax_backward:
-      return run_typed<LogSoftmaxBackward>(block, threads);
+      return run_maybe_masked<LogSoftmaxBackward>(block, threads);
     case Op::softmax_jvp:
-      return run_typed<SoftmaxJvp>(block, threads);
+      return run_maybe_masked<SoftmaxJvp>(block, threads);
     case Op::logsumexp:
-      if (block.operands[Role::g].data) return run_typed<LogSumExp<true>>(block, threads);
-      return run_typed<LogSumExp<false>>(block, threads);
+      if (block.operands[Role::g].data) return run_maybe_masked<LogSumExp<true>>(block, threads);
+      return run_maybe_masked<LogSumExp<false>>(block, threads);
+    case Op::row_partials:
+      return run_maybe_masked<RowPartials>(block, threads);
+    case Op::softmax_given:
+      return run_maybe_masked<FromPartials<Softmax>>(block, threads);
+    case Op::log_softmax_given:
+      return run_maybe_masked<FromPartials<LogSoftmax>>(block, threads);
   }
 }
 

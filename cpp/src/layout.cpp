@@ -33,8 +33,11 @@ Groups merged_groups(const Call& call) {
   for (int d = 0; d < call.ndim; ++d) {
     if (d != call.axis && call.shape[d] != 1) dims[ndims++] = d;
   }
-  // An operation without an elementwise output (logsumexp) orders by its per-row one.
-  const Role order = call.operands[Role::out].data ? Role::out : Role::lse;
+  // An operation without an elementwise output (logsumexp, row_partials) orders by its per-row
+  // one.
+  const Role order = call.operands[Role::out].data   ? Role::out
+                     : call.operands[Role::lse].data ? Role::lse
+                                                     : Role::row_max;
   std::stable_sort(dims, dims + ndims, [&](int a, int b) {
     const std::int64_t* out = call.operands[order].strides;
     return std::llabs(out[a]) > std::llabs(out[b]);
@@ -99,8 +102,9 @@ void compute(const Call& call) {
       if (!ref.data) continue;
       std::int64_t offset = 0;
       for (int j = 0; j < looped; ++j) offset += index[j] * groups.group[j].stride[i];
+      const std::size_t size = is_mask(static_cast<Role>(i)) ? 1 : itemsize;
       block.operands.item[i].data =
-          static_cast<char*>(ref.data) + offset * static_cast<std::int64_t>(itemsize);
+          static_cast<char*>(ref.data) + offset * static_cast<std::int64_t>(size);
     }
     kernel(block, call.threads);
     // Odometer over the looped groups, last fastest.

@@ -76,16 +76,29 @@ void check_operand(const py::array& a, const py::array& like, bool writeable, co
   op.ref.strides = op.strides;
 }
 
-// A per-row output (fastsoftmax.hpp): x's shape without the axis, given to the kernels as x's
+// The mask (fastsoftmax.hpp's Role::where): NumPy bools of x's shape, strides in bytes.
+void check_mask_operand(const py::array& a, const py::array& x, Operand& op) {
+  if (a.dtype().num() != py::dtype::of<bool>().num()) {
+    throw py::type_error("where must be a bool array; got " + std::string(py::str(a.dtype())));
+  }
+  if (a.ndim() != x.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), x.shape())) {
+    throw py::value_error("where: shapes differ");
+  }
+  op.ref.data = const_cast<void*>(a.data());
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) op.strides[d] = a.shape(d) > 1 ? a.strides(d) : 0;
+  op.ref.strides = op.strides;
+}
+
+// A per-row operand (fastsoftmax.hpp): x's shape without the axis, given to the kernels as x's
 // shape with a stride of 0 along the axis.
 void check_row_operand(const py::array& a, const py::array& x, int axis, const char* name,
-                       Operand& op) {
+                       bool writeable, Operand& op) {
   if (dtype_of(a) != dtype_of(x)) throw py::type_error(std::string(name) + ": dtypes differ");
   const bool same = a.ndim() == x.ndim() - 1 &&
                     std::equal(a.shape(), a.shape() + axis, x.shape()) &&
                     std::equal(a.shape() + axis, a.shape() + a.ndim(), x.shape() + axis + 1);
   if (!same) throw py::value_error(std::string(name) + ": shape is not x's without the axis");
-  if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only");
+  if (writeable && !a.writeable()) throw py::value_error(std::string(name) + " is read-only");
   if (!check_aligned(a)) throw py::value_error(std::string(name) + " is not aligned");
   const auto itemsize = static_cast<std::int64_t>(a.itemsize());
   op.ref.data = const_cast<void*>(a.data());
@@ -96,44 +109,64 @@ void check_row_operand(const py::array& a, const py::array& x, int axis, const c
   op.ref.strides = op.strides;
 }
 
-// The operands of a call by role: x, g (None for the forward ops, or logsumexp without b), out
-// and s (None unless softmax_jvp is asked for it; logsumexp has no out), lse and sign
-// (logsumexp's per-row outputs; sign may be None), checked against x.
-void run(Op op, const py::array& x, const py::object& g, const py::object& out,
-         const py::object& s, int axis, int threads, const py::object& lse = py::none(),
-         const py::object& sign = py::none()) {
+// What each role is called in error messages, and whether the call writes it.
+struct RoleInfo {
+  const char* name;
+  bool written;
+};
+RoleInfo role_info(fastsoftmax::Role role, Op op) {
+  using fastsoftmax::Role;
+  switch (role) {
+    case Role::x: return {"x", false};
+    case Role::g: return {op == Op::logsumexp ? "b" : "grad", false};
+    case Role::out: return {"out", true};
+    case Role::s: return {"s_out", true};
+    case Role::lse: return {"out", true};
+    case Role::sign: return {"sign_out", true};
+    case Role::where: return {"where", false};
+    case Role::row_max: return {"row_max", op == Op::row_partials};
+    case Role::row_sum: return {"row_sum", op == Op::row_partials};
+  }
+  return {"?", false};
+}
+
+// The operands of a call by role (None where the call has no such operand), checked against x
+// (the x role, which every call has): x and g (the gradient, tangent or logsumexp's b), out and
+// s (softmax_jvp's optional softmax), lse and sign (logsumexp's per-row outputs), where (the
+// mask), row_max and row_sum (per-row: row_partials' outputs, the *_given ops' inputs).
+void run(Op op, const fastsoftmax::ByRole<py::handle>& arrays, int axis, int threads) {
+  for (int i = 0; i < fastsoftmax::kRoleCount; ++i) {  // no conversion: an out must be written
+    const py::handle array = arrays.item[i];
+    if (array && !array.is_none() && !py::isinstance<py::array>(array)) {
+      throw py::type_error(std::string(role_info(static_cast<fastsoftmax::Role>(i), op).name) +
+                           " must be a numpy.ndarray");
+    }
+  }
+  const auto x = py::reinterpret_borrow<py::array>(arrays[fastsoftmax::Role::x]);
   if (x.ndim() < 1 || x.ndim() > kMaxDims || axis < 0 || axis >= x.ndim()) {
     throw py::value_error("bad axis or number of dimensions");
   }
   std::int64_t shape[kMaxDims];
   std::copy(x.shape(), x.shape() + x.ndim(), shape);
-  struct Given {
-    fastsoftmax::Role role;
-    py::handle array;  // None where the call has no such operand
-    const char* name;
-    bool writeable;
-  };
-  const Given given[] = {{fastsoftmax::Role::x, x, "x", false},
-                         {fastsoftmax::Role::g, g, "grad", false},
-                         {fastsoftmax::Role::out, out, "out", true},
-                         {fastsoftmax::Role::s, s, "s_out", true},
-                         {fastsoftmax::Role::lse, lse, "out", true},
-                         {fastsoftmax::Role::sign, sign, "sign_out", true}};
   fastsoftmax::ByRole<Operand> operands;
   fastsoftmax::Call call;
-  for (const Given& operand : given) {
-    if (operand.array.is_none()) continue;
-    const auto array = operand.array.cast<py::array>();
-    if (fastsoftmax::is_per_row(operand.role)) {
-      check_row_operand(array, x, axis, operand.name, operands[operand.role]);
+  bool writes = false;
+  for (int i = 0; i < fastsoftmax::kRoleCount; ++i) {
+    const auto role = static_cast<fastsoftmax::Role>(i);
+    if (!arrays[role] || arrays[role].is_none()) continue;
+    const auto array = py::reinterpret_borrow<py::array>(arrays[role]);
+    const RoleInfo info = role_info(role, op);
+    if (fastsoftmax::is_mask(role)) {
+      check_mask_operand(array, x, operands[role]);
+    } else if (fastsoftmax::is_per_row(role)) {
+      check_row_operand(array, x, axis, info.name, info.written, operands[role]);
     } else {
-      check_operand(array, x, operand.writeable, operand.name, operands[operand.role]);
+      check_operand(array, x, info.written, info.name, operands[role]);
     }
-    call.operands[operand.role] = operands[operand.role].ref;
+    call.operands[role] = operands[role].ref;
+    writes |= info.written;
   }
-  if (!call.operands[fastsoftmax::Role::out].data && !call.operands[fastsoftmax::Role::lse].data) {
-    throw py::value_error("no output given");
-  }
+  if (!writes) throw py::value_error("no output given");
   call.op = op;
   call.dtype = dtype_of(x);
   call.ndim = static_cast<int>(x.ndim());
@@ -144,6 +177,14 @@ void run(Op op, const py::array& x, const py::object& g, const py::object& out,
   // keep alive until we return, and no Python object.
   py::gil_scoped_release release;
   fastsoftmax::compute(call);
+}
+
+// The operands of a binding's arguments, by role.
+template <class... Pairs>
+fastsoftmax::ByRole<py::handle> roles(Pairs... pairs) {
+  fastsoftmax::ByRole<py::handle> arrays;
+  ((arrays[pairs.first] = pairs.second), ...);
+  return arrays;
 }
 
 // [Note: the fast path]
@@ -233,8 +274,9 @@ py::object try_run(Op op, bool binary, py::handle x_obj, py::handle g_obj, py::h
     }
     out = o;
   }
-  run(op, x, py::reinterpret_borrow<py::object>(g_obj), py::reinterpret_borrow<py::array>(out),
-      py::none(), static_cast<int>(axis), threads);
+  using fastsoftmax::Role;
+  run(op, roles(std::pair{Role::x, x_obj}, std::pair{Role::g, g_obj}, std::pair{Role::out, out}),
+      static_cast<int>(axis), threads);
   return out;
 }
 
@@ -256,34 +298,53 @@ PYBIND11_MODULE(_core, m) {
   g_float32_descr = py::dtype::of<float>().release().ptr();
   g_float64_descr = py::dtype::of<double>().release().ptr();
   g_ndarray_type = Py_TYPE(py::array_t<float>(0).ptr());
+  using fastsoftmax::Role;
+  using Arg = std::pair<Role, py::handle>;
   const auto x = py::arg("x").noconvert();
+  const auto where = py::arg("where").none(true);
   const auto out = py::arg("out").noconvert();
-  m.def("softmax", [](const py::array& x, const py::array& out, int axis, int threads) {
-    run(Op::softmax, x, py::none(), out, py::none(), axis, threads);
-  }, x, out, py::arg("axis"), py::arg("threads"));
-  m.def("log_softmax", [](const py::array& x, const py::array& out, int axis, int threads) {
-    run(Op::log_softmax, x, py::none(), out, py::none(), axis, threads);
-  }, x, out, py::arg("axis"), py::arg("threads"));
-  m.def("softmax_backward", [](const py::array& y, const py::array& g, const py::array& out,
-                               int axis, int threads) {
-    run(Op::softmax_backward, y, g, out, py::none(), axis, threads);
-  }, py::arg("y").noconvert(), py::arg("grad").noconvert(), out, py::arg("axis"),
-     py::arg("threads"));
-  m.def("log_softmax_backward", [](const py::array& y, const py::array& g, const py::array& out,
-                                   int axis, int threads) {
-    run(Op::log_softmax_backward, y, g, out, py::none(), axis, threads);
-  }, py::arg("y").noconvert(), py::arg("grad").noconvert(), out, py::arg("axis"),
-     py::arg("threads"));
-  m.def("softmax_jvp", [](const py::array& x, const py::array& v, const py::array& out,
-                          const py::object& s, int axis, int threads) {
-    run(Op::softmax_jvp, x, v, out, s, axis, threads);
-  }, x, py::arg("v").noconvert(), out, py::arg("s_out").none(true), py::arg("axis"),
-     py::arg("threads"));
-  m.def("logsumexp", [](const py::array& x, const py::object& b, const py::array& out,
-                        const py::object& sign_out, int axis, int threads) {
-    run(Op::logsumexp, x, b, py::none(), py::none(), axis, threads, out, sign_out);
-  }, x, py::arg("b").none(true), out, py::arg("sign_out").none(true), py::arg("axis"),
-     py::arg("threads"));
+  const auto axis = py::arg("axis");
+  const auto threads = py::arg("threads");
+  for (const auto& [name, op] : {std::pair{"softmax", Op::softmax},
+                                 std::pair{"log_softmax", Op::log_softmax}}) {
+    m.def(name, [op = op](py::handle x, py::handle where, py::handle out, int axis, int threads) {
+      run(op, roles(Arg{Role::x, x}, Arg{Role::where, where}, Arg{Role::out, out}), axis,
+          threads);
+    }, x, where, out, axis, threads);
+  }
+  for (const auto& [name, op] : {std::pair{"softmax_backward", Op::softmax_backward},
+                                 std::pair{"log_softmax_backward", Op::log_softmax_backward}}) {
+    m.def(name, [op = op](py::handle y, py::handle g, py::handle where, py::handle out,
+                          int axis, int threads) {
+      run(op, roles(Arg{Role::x, y}, Arg{Role::g, g}, Arg{Role::where, where},
+                    Arg{Role::out, out}), axis, threads);
+    }, py::arg("y").noconvert(), py::arg("grad").noconvert(), where, out, axis, threads);
+  }
+  m.def("softmax_jvp", [](py::handle x, py::handle v, py::handle where, py::handle out,
+                          py::handle s, int axis, int threads) {
+    run(Op::softmax_jvp, roles(Arg{Role::x, x}, Arg{Role::g, v}, Arg{Role::where, where},
+                               Arg{Role::out, out}, Arg{Role::s, s}), axis, threads);
+  }, x, py::arg("v").noconvert(), where, out, py::arg("s_out").none(true), axis, threads);
+  m.def("logsumexp", [](py::handle x, py::handle b, py::handle where, py::handle out,
+                        py::handle sign_out, int axis, int threads) {
+    run(Op::logsumexp, roles(Arg{Role::x, x}, Arg{Role::g, b}, Arg{Role::where, where},
+                             Arg{Role::lse, out}, Arg{Role::sign, sign_out}), axis, threads);
+  }, x, py::arg("b").none(true), where, out, py::arg("sign_out").none(true), axis, threads);
+  m.def("row_partials", [](py::handle x, py::handle where, py::handle max_out,
+                           py::handle sum_out, int axis, int threads) {
+    run(Op::row_partials, roles(Arg{Role::x, x}, Arg{Role::where, where},
+                                Arg{Role::row_max, max_out}, Arg{Role::row_sum, sum_out}),
+        axis, threads);
+  }, x, where, py::arg("max_out").noconvert(), py::arg("sum_out").noconvert(), axis, threads);
+  for (const auto& [name, op] : {std::pair{"softmax_given", Op::softmax_given},
+                                 std::pair{"log_softmax_given", Op::log_softmax_given}}) {
+    m.def(name, [op = op](py::handle x, py::handle where, py::handle row_max,
+                          py::handle row_sum, py::handle out, int axis, int threads) {
+      run(op, roles(Arg{Role::x, x}, Arg{Role::where, where}, Arg{Role::row_max, row_max},
+                    Arg{Role::row_sum, row_sum}, Arg{Role::out, out}), axis, threads);
+    }, x, where, py::arg("row_max").noconvert(), py::arg("row_sum").noconvert(), out, axis,
+       threads);
+  }
 
   // The fast path (see its Note): the result, or None where the Python layer must take the call.
   const auto fast = [&m](const char* name, Op op, bool binary) {

@@ -7,8 +7,9 @@
 // for x(), g(), shifted() = x - m or e() = exp(x - m), each loaded or computed where asked (an
 // input a step does not ask for is never read). Lanes past the row's end read as the
 // reduction's fill (x: -inf for a shifted reduction, whose e is then 0; 0 for a plain one; g:
-// 0), so they add nothing to the sums. A new operand kind is a new accessor here: a mask read
-// through its own strides, a per-row scalar as a splat of its one element.
+// 0), so they add nothing to the sums, and so do the entries a mask leaves out. A new operand
+// kind is a new accessor here, as the mask is: its bytes read through their own strides (a
+// broadcast mask's zero strides included), never copied to the input's shape.
 #pragma once
 
 #include <cstddef>
@@ -24,32 +25,62 @@
 namespace fastsoftmax::FASTSOFTMAX_LEVEL {
 namespace {
 
-// One contiguous row of each operand.
-template <class T>
-using Row = ByRole<T*>;
+// Operations run masked as Masked<Operation> (operations.hpp's Note on masks): a separate
+// instantiation of every walk, so a call without a mask runs exactly the unmasked code.
+template <class Operation>
+struct Masked : Operation {};
+template <class Operation>
+struct IsMasked : std::false_type {};
+template <class Operation>
+struct IsMasked<Masked<Operation>> : std::true_type {};
 
-// Rows of a tile: each operand's first element of the tile and its stride between tile rows.
+// One contiguous row of each operand. The mask is not a T: its row is `where` (its slot among
+// the T pointers stays null), one byte an element; null without a mask.
+template <class T>
+struct Row : ByRole<T*> {
+  const std::uint8_t* where = nullptr;
+};
+
+// Rows of a tile: each operand's first element of the tile and its stride between tile rows
+// (the mask's in bytes, as stride[Role::where]).
 template <class T>
 struct Tile {
-  ByRole<T*> at;
+  Row<T> at;
   ByRole<int64_t> stride;
   int64_t n, w;
   bool stream;  // outputs go past the cache (see the Note on streaming stores in kernels.cpp)
 };
 
-// Vector [i, i + count) of a contiguous row, for an operation whose reduction is Red and whose
-// row maximum is m (where the reduction has one).
-template <class T, class Red>
+// Whether element i of a row, walked with `stride`, takes part (every one without a mask).
+template <class T>
+inline bool kept(const Row<T>& at, const ByRole<int64_t>& stride, int64_t i) {
+  return !at.where || at.where[i * stride[Role::where]];
+}
+
+// Vector [i, i + count) of a contiguous row, for an operation whose row maximum is m (where its
+// reduction has one). Under a mask, an entry that takes no part loads as the reduction's fill
+// (x) or 0 (g), as lanes past the row's end do.
+template <class T, class Operation>
 struct RowView {
   using Type = T;
+  using Red = typename Operation::Reduction;
   const Row<T>& row;
   int64_t i, count;
   T m;
 
-  [[gnu::always_inline]] Vec<T> x() const {
-    return load_n(row[Role::x] + i, count, Red::template kFill<T>);
+  [[gnu::always_inline]] simd::IntVec<T> kept() const {
+    return simd::mask_lanes<T>(row.where + i, count);
   }
-  [[gnu::always_inline]] Vec<T> g() const { return load_n(row[Role::g] + i, count, T(0)); }
+  [[gnu::always_inline]] Vec<T> load(Role role, T fill) const {
+    const Vec<T> v = load_n(row[role] + i, count, fill);
+    if constexpr (IsMasked<Operation>::value) {
+      return kept() ? v : simd::splat(fill);
+    } else {
+      return v;
+    }
+  }
+  [[gnu::always_inline]] Vec<T> x() const { return load(Role::x, Red::template kFill<T>); }
+  [[gnu::always_inline]] Vec<T> g() const { return load(Role::g, T(0)); }
   [[gnu::always_inline]] Vec<T> shifted() const { return x() - m; }
   [[gnu::always_inline]] Vec<T> e() const { return simd::exp_nonpositive<T>(shifted()); }
 };
@@ -61,24 +92,33 @@ struct WithE : View {
   [[gnu::always_inline]] Vec<typename View::Type> e() const { return value; }
 };
 
-template <class T, class Red>
-struct StoredE : RowView<T, Red> {
-  const T* stored;  // the row's e, as long as the row
+template <class T, class Operation>
+struct StoredE : RowView<T, Operation> {
+  const T* stored;  // the row's e, as long as the row (0 where masked: it is stored from e())
   [[gnu::always_inline]] Vec<T> e() const {
     return load_n(stored + this->i, this->count, T(0));
   }
 };
 
 // Vector [c, c + count) of tile row j; m holds the columns' maxima (or what e subtracts).
-template <class T, class Red>
+template <class T, class Operation>
 struct TileView {
   using Type = T;
+  using Red = typename Operation::Reduction;
   const Tile<T>& tile;
   int64_t j, c, count;
   Vec<T> m;
 
+  [[gnu::always_inline]] simd::IntVec<T> kept() const {
+    return simd::mask_lanes<T>(tile.at.where + j * tile.stride[Role::where] + c, count);
+  }
   [[gnu::always_inline]] Vec<T> load(Role role, T fill) const {
-    return load_n(tile.at[role] + j * tile.stride[role] + c, count, fill);
+    const Vec<T> v = load_n(tile.at[role] + j * tile.stride[role] + c, count, fill);
+    if constexpr (IsMasked<Operation>::value) {
+      return kept() ? v : simd::splat(fill);
+    } else {
+      return v;
+    }
   }
   [[gnu::always_inline]] Vec<T> x() const { return load(Role::x, Red::template kFill<T>); }
   [[gnu::always_inline]] Vec<T> g() const { return load(Role::g, T(0)); }

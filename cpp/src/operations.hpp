@@ -10,6 +10,7 @@
 // - derive(sums): the per-row constants (kConstants of them) the output step uses.
 // - output<role>(constants, view): the elementwise step, one vector of that output.
 // - limit(at, stride, n): a shifted reduction's rule for rows whose maximum is not finite.
+// - kMaskedOutput: the value of its elementwise outputs where a mask leaves an entry out.
 // - kKeepsE: a row short enough for the cache keeps e in a scratch row between its sums and its
 //   output step (rows.hpp's Note on passes), so e is computed once per element.
 // - kRowOutputs, row_outputs(at, partial): an operation with per-row outputs (fastsoftmax.hpp's
@@ -43,26 +44,49 @@ using Vectors = std::array<Vec<TypeOf<View>>, N>;
 // Subtracting the maximum fails only when it is +inf (inf - inf) or -inf (the row is all -inf,
 // or -inf and NaN). Both are rare, so the fast path only tests the maximum and this scalar
 // path does the rest: a NaN anywhere, or no +inf, makes the row NaN; otherwise the k entries at
-// +inf share probability 1 (log-probability -log k) and the rest get 0 (-inf).
+// +inf share probability 1 (log-probability -log k) and the rest get 0 (-inf). Under a mask
+// the rule looks at the kept entries only, the others get the masked value, and a row with no
+// kept entry is the masked value throughout (the Note on masks).
 // Returns false when the row came out NaN.
 template <class T>
-bool saturated_softmax(const T* x, int64_t sx, T* out, int64_t so, int64_t n, bool log) {
-  int64_t infinite = 0;
+bool saturated_softmax(const Row<T>& at, const ByRole<int64_t>& stride, Role y, int64_t n,
+                       bool log) {
+  const T* x = at[Role::x];
+  const int64_t sx = stride[Role::x], sy = stride[y];
+  const T miss = log ? -kInf<T> : T(0);  // also the masked value
+  int64_t infinite = 0, counted = 0;
   bool nan = false;
   for (int64_t i = 0; i < n; ++i) {
+    if (!kept(at, stride, i)) continue;
+    ++counted;
     infinite += x[i * sx] == kInf<T>;
     nan |= x[i * sx] != x[i * sx];
   }
+  if (counted == 0) {
+    for (int64_t i = 0; i < n; ++i) at[y][i * sy] = miss;
+    return true;
+  }
   if (nan || infinite == 0) {
-    for (int64_t i = 0; i < n; ++i) out[i * so] = std::numeric_limits<T>::quiet_NaN();
+    for (int64_t i = 0; i < n; ++i) {
+      at[y][i * sy] = kept(at, stride, i) ? std::numeric_limits<T>::quiet_NaN() : miss;
+    }
     return false;
   }
   // 0 - log k, not -log k: a lone +inf gets +0, as x - max gives where max is finite.
   const T hit = log ? T(0) - std::log(T(infinite)) : T(1) / T(infinite);
-  const T miss = log ? -kInf<T> : T(0);
-  for (int64_t i = 0; i < n; ++i) out[i * so] = x[i * sx] == kInf<T> ? hit : miss;
+  for (int64_t i = 0; i < n; ++i) {
+    at[y][i * sy] = kept(at, stride, i) && x[i * sx] == kInf<T> ? hit : miss;
+  }
   return true;
 }
+
+// [Note: masks]
+// An operation runs masked as Masked<Operation> (operands.hpp): the views load an entry the
+// mask leaves out as the reduction's fill (x) or 0 (g), so it adds nothing to any sum or
+// maximum, whatever it holds (a NaN or inf there does not leak), and output_at stores the
+// operation's kMaskedOutput there: what its masked forward gives (probability 0, log-probability
+// -inf, gradient 0). A row with no kept entry has no mass: a shifted reduction's maximum is
+// then -inf and its limit rule writes the masked value; a plain one's sums are 0.
 
 // out = exp(x - max) / sum(exp(x - max))
 struct Softmax {
@@ -71,6 +95,7 @@ struct Softmax {
   using Reduction = Shifted<1>;  // sum of e
   static constexpr bool kKeepsE = true;
   static constexpr int kConstants = 1;  // 1 / sum
+  static constexpr double kMaskedOutput = 0;
 
   template <class V>
   [[gnu::always_inline]] static Vectors<V, 1> terms(const V& v) {
@@ -86,8 +111,8 @@ struct Softmax {
     return v.e() * c[0];
   }
   template <class T>
-  static void limit(const ByRole<T*>& at, const ByRole<int64_t>& stride, int64_t n) {
-    saturated_softmax(at[Role::x], stride[Role::x], at[Role::out], stride[Role::out], n, false);
+  static void limit(const Row<T>& at, const ByRole<int64_t>& stride, int64_t n) {
+    saturated_softmax(at, stride, Role::out, n, false);
   }
 };
 
@@ -98,6 +123,7 @@ struct LogSoftmax {
   using Reduction = Shifted<1>;  // sum of e
   static constexpr bool kKeepsE = false;  // the output step needs x - max, not e
   static constexpr int kConstants = 1;    // log(sum)
+  static constexpr double kMaskedOutput = -std::numeric_limits<double>::infinity();
 
   template <class V>
   [[gnu::always_inline]] static Vectors<V, 1> terms(const V& v) {
@@ -115,8 +141,8 @@ struct LogSoftmax {
     return v.shifted() - c[0];
   }
   template <class T>
-  static void limit(const ByRole<T*>& at, const ByRole<int64_t>& stride, int64_t n) {
-    saturated_softmax(at[Role::x], stride[Role::x], at[Role::out], stride[Role::out], n, true);
+  static void limit(const Row<T>& at, const ByRole<int64_t>& stride, int64_t n) {
+    saturated_softmax(at, stride, Role::out, n, true);
   }
 };
 
@@ -127,6 +153,7 @@ struct SoftmaxBackward {
   using Reduction = Plain<1>;  // sum of x g
   static constexpr bool kKeepsE = false;
   static constexpr int kConstants = 1;  // that sum
+  static constexpr double kMaskedOutput = 0;
 
   template <class V>
   [[gnu::always_inline]] static Vectors<V, 1> terms(const V& v) {
@@ -150,6 +177,7 @@ struct LogSoftmaxBackward {
   using Reduction = Plain<1>;  // sum of g
   static constexpr bool kKeepsE = false;
   static constexpr int kConstants = 1;  // that sum
+  static constexpr double kMaskedOutput = 0;
 
   template <class V>
   [[gnu::always_inline]] static Vectors<V, 1> terms(const V& v) {
@@ -175,6 +203,7 @@ struct SoftmaxJvp {
   using Reduction = Shifted<2>;  // sums of e and of e g
   static constexpr bool kKeepsE = true;
   static constexpr int kConstants = 2;  // 1 / sum, and the dot: sum(e g) / sum
+  static constexpr double kMaskedOutput = 0;  // of s and of the product
 
   template <class V>
   [[gnu::always_inline]] static Vectors<V, 2> terms(const V& v) {
@@ -199,11 +228,13 @@ struct SoftmaxJvp {
   // s (if wanted) is the limit, the product NaN or 0 (the Jacobian of a saturated softmax is
   // zero).
   template <class T>
-  static void limit(const ByRole<T*>& at, const ByRole<int64_t>& stride, int64_t n) {
+  static void limit(const Row<T>& at, const ByRole<int64_t>& stride, int64_t n) {
     const Role y = at[Role::s] ? Role::s : Role::out;
-    const bool finite = saturated_softmax(at[Role::x], stride[Role::x], at[y], stride[y], n, false);
+    const bool finite = saturated_softmax(at, stride, y, n, false);
     const T value = finite ? T(0) : std::numeric_limits<T>::quiet_NaN();
-    for (int64_t i = 0; i < n; ++i) at[Role::out][i * stride[Role::out]] = value;
+    for (int64_t i = 0; i < n; ++i) {
+      at[Role::out][i * stride[Role::out]] = kept(at, stride, i) ? value : T(0);
+    }
   }
 };
 
@@ -253,13 +284,102 @@ struct LogSumExp {
   // entries give +-inf by the sign of their b, opposite signs NaN; a row all -inf gives -inf,
   // sign 0; a NaN, NaN).
   template <class T>
-  static void limit(const ByRole<T*>& at, const ByRole<int64_t>& stride, int64_t n) {
+  static void limit(const Row<T>& at, const ByRole<int64_t>& stride, int64_t n) {
     double sum = 0;
     for (int64_t i = 0; i < n; ++i) {
+      if (!kept(at, stride, i)) continue;
       const double e = std::exp(double(at[Role::x][i * stride[Role::x]]));
       sum += kWeighted ? e * double(at[Role::g][i * stride[Role::g]]) : e;
     }
     store_logsumexp(at, 0.0, sum);
+  }
+};
+
+// Output R of the operation at one vector: its output step, and under a mask its kMaskedOutput
+// where the mask leaves an entry out (the Note on masks). The walks store only this.
+template <class Operation, Role R, class C, class V>
+[[gnu::always_inline]] inline Vec<TypeOf<V>> output_at(const C& constants, const V& v) {
+  const auto value = Operation::template output<R>(constants, v);
+  if constexpr (IsMasked<Operation>::value) {
+    return v.kept() ? value : simd::splat(TypeOf<V>(Operation::kMaskedOutput));
+  } else {
+    return value;
+  }
+}
+
+// [Note: row partials]
+// A softmax whose rows are split into chunks (a Dask array's) is computed from two operations.
+// row_partials reduces each chunk's rows to the pair a shifted reduction holds (reductions.hpp):
+// the maximum over the kept entries and sum(exp(x - max)); pairs combine across chunks as
+// Shifted::combine does. softmax_given then writes each chunk's softmax (log-softmax) from the
+// combined pair, with the arithmetic of the whole-row operation, so a row split into chunks
+// gives what the whole row gives, to the rounding of the combine. A row whose maximum is +inf
+// counts its +inf entries as its sum (exp(inf - inf) taken as 1, the limit), so that combined
+// pairs give the limit rule's 1/k; one whose maximum is -inf (all -inf, or nothing kept) has
+// sum 0 (NaN if it holds a NaN), and its softmax given such a pair is NaN, as for an all -inf
+// row (an entry the mask leaves out still gets the masked value).
+
+// row_max, row_sum per row: the partial of the whole row (a chunk of one, to the caller).
+struct RowPartials {
+  static constexpr Role kInputs[] = {Role::x};
+  static constexpr std::array<Role, 0> kOutputs{};
+  static constexpr Role kRowOutputs[] = {Role::row_max, Role::row_sum};
+  using Reduction = Shifted<1>;  // sum of e
+  static constexpr bool kKeepsE = false;
+  static constexpr int kConstants = 0;
+
+  template <class V>
+  [[gnu::always_inline]] static Vectors<V, 1> terms(const V& v) {
+    return {v.e()};
+  }
+  template <class T>
+  static std::array<T, kConstants> derive(const std::array<double, 1>&) {
+    return {};
+  }
+  template <class T>
+  static void row_outputs(const ByRole<T*>& at, const typename Reduction::Partial& p) {
+    at[Role::row_max][0] = T(p.max);
+    at[Role::row_sum][0] = T(p.sum[0].value());
+  }
+  // The maximum is +-inf: the count of +inf entries, or 0 (NaN where a NaN is kept).
+  template <class T>
+  static void limit(const Row<T>& at, const ByRole<int64_t>& stride, int64_t n) {
+    T max = -kInf<T>;
+    double infinite = 0;
+    bool nan = false;
+    for (int64_t i = 0; i < n; ++i) {
+      if (!kept(at, stride, i)) continue;
+      const T v = at[Role::x][i * stride[Role::x]];
+      max = v > max ? v : max;
+      infinite += v == kInf<T>;
+      nan |= v != v;
+    }
+    at[Role::row_max][0] = max;
+    at[Role::row_sum][0] = nan ? std::numeric_limits<T>::quiet_NaN() : T(infinite);
+  }
+};
+
+// The softmax (Forward = Softmax) or log-softmax (LogSoftmax) of a chunk given the pair of its
+// whole row (row_max and row_sum, per-row inputs): Forward's constants and output step, at that
+// pair.
+template <class Forward>
+struct FromPartials : Forward {
+  using Reduction = Given;
+  static constexpr bool kKeepsE = false;
+  // The given maximum is not finite: +inf gives the limit (the +inf entries share 1/row_sum,
+  // the rest 0: log-probabilities -log(row_sum) and -inf), -inf or NaN gives NaN.
+  template <class T>
+  static void limit(const Row<T>& at, const ByRole<int64_t>& stride, int64_t n) {
+    constexpr bool log = std::is_same_v<Forward, LogSoftmax>;
+    const double sum = at[Role::row_sum][0];
+    const T hit = log ? T(0 - std::log(sum)) : T(1 / sum);
+    const T miss = T(Forward::kMaskedOutput);
+    const bool saturated = at[Role::row_max][0] == kInf<T>;
+    for (int64_t i = 0; i < n; ++i) {
+      const T v = at[Role::x][i * stride[Role::x]];
+      const T value = saturated ? (v == kInf<T> ? hit : miss) : std::numeric_limits<T>::quiet_NaN();
+      at[Role::out][i * stride[Role::out]] = kept(at, stride, i) ? value : miss;
+    }
   }
 };
 
@@ -270,6 +390,17 @@ struct HasRowOutputs : std::false_type {};
 template <class Operation>
 struct HasRowOutputs<Operation, std::void_t<decltype(Operation::kRowOutputs)>> : std::true_type {};
 
+// Whether the operation writes `role` once per row (a per-row output, not a per-row input).
+template <class Operation>
+constexpr bool writes_per_row(Role role) {
+  if constexpr (HasRowOutputs<Operation>::value) {
+    for (Role r : Operation::kRowOutputs) {
+      if (r == role) return true;
+    }
+  }
+  return false;
+}
+
 template <class Operation, class T>
 void store_row_outputs(const ByRole<T*>& at, const typename Operation::Reduction::Partial& p) {
   if constexpr (HasRowOutputs<Operation>::value) {
@@ -279,7 +410,7 @@ void store_row_outputs(const ByRole<T*>& at, const typename Operation::Reduction
 
 // The operation's limit rule where its reduction has a maximum (plain ones have none).
 template <class Operation, class T>
-void limit_rows(const ByRole<T*>& at, const ByRole<int64_t>& stride, int64_t n) {
+void limit_rows(const Row<T>& at, const ByRole<int64_t>& stride, int64_t n) {
   if constexpr (Operation::Reduction::kHasMax) Operation::limit(at, stride, n);
 }
 

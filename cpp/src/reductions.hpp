@@ -7,6 +7,9 @@
 //   rescales each partial's sums by exp(max - combined max). A slice whose max is -inf holds no
 //   mass (its sums are 0, or NaN if it hid a NaN).
 // - Plain<K>: sums of terms of the loaded inputs; partials just add.
+// - Given: the row's (max, sum) is not reduced from the row but read from the per-row operands
+//   row_max and row_sum (operations.hpp's Note on row partials); every slice of a row reads the
+//   same pair, so partials combine by taking one.
 // The sums are compensated across blocks and slices (a float64 row of 10**7 adds 2,441 block
 // sums). Combining is the same for threads sharing a row, for a tile's row slices, and for any
 // other split of a row.
@@ -20,6 +23,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "fastsoftmax/fastsoftmax.hpp"
 #include "vector_loops.hpp"
 
 namespace fastsoftmax::FASTSOFTMAX_LEVEL {
@@ -42,6 +46,7 @@ template <int K>
 struct Shifted {
   static constexpr int kSums = K;
   static constexpr bool kHasMax = true;
+  static constexpr bool kGiven = false;
   template <class T>
   static constexpr T kFill = -kInf<T>;  // exp(fill - m) = 0
   using Partial = PartialSums<K>;
@@ -65,6 +70,7 @@ template <int K>
 struct Plain {
   static constexpr int kSums = K;
   static constexpr bool kHasMax = false;
+  static constexpr bool kGiven = false;
   template <class T>
   static constexpr T kFill = T(0);
   using Partial = PartialSums<K>;
@@ -77,6 +83,28 @@ struct Plain {
       for (int k = 0; k < K; ++k) total.sum[k].add(p.sum[k].value());
     }
     return total;
+  }
+};
+
+struct Given {
+  static constexpr int kSums = 1;
+  static constexpr bool kHasMax = true;
+  static constexpr bool kGiven = true;
+  template <class T>
+  static constexpr T kFill = -kInf<T>;
+  using Partial = PartialSums<1>;
+
+  // The pair of the row whose per-row operands are at[role] + c.
+  template <class T>
+  static Partial read(const ByRole<T*>& at, int64_t c) {
+    Partial p;
+    p.max = at[Role::row_max][c];
+    p.sum[0].add(at[Role::row_sum][c]);
+    return p;
+  }
+  template <class Part>
+  static Partial combine(int, Part&& part) {
+    return part(0);
   }
 };
 

@@ -84,6 +84,21 @@ T row_max(const T* x, int64_t n) {
   return simd::reduce_max<T>(simd::max<T>(simd::max<T>(m0, m1), simd::max<T>(m2, m3)));
 }
 
+// The maximum of x over [begin, begin + n) of a row, over the entries the mask keeps (-inf
+// where it keeps none).
+template <class Operation, class T>
+T row_max_of(const Row<T>& r, int64_t begin, int64_t n) {
+  if constexpr (IsMasked<Operation>::value) {
+    Vec<T> m = simd::splat(-kInf<T>);
+    for_each_vector<T>(n, [&](int64_t i, int64_t count) {
+      m = simd::max<T>(RowView<T, Operation>{r, begin + i, count, T(0)}.x(), m);
+    });
+    return simd::reduce_max<T>(m);
+  } else {
+    return row_max(r[Role::x] + begin, n);
+  }
+}
+
 // What the walk gives a row besides the row itself.
 template <class T>
 struct RowContext {
@@ -115,7 +130,7 @@ struct RowContext {
 constexpr auto no_prefetch = [](int64_t) {};
 
 // Every operand's stride along a contiguous row (a per-row output's is 0).
-constexpr ByRole<int64_t> kUnitStrides = {{1, 1, 1, 1, 0, 0}};
+constexpr ByRole<int64_t> kUnitStrides = {{1, 1, 1, 1, 0, 0, 1, 0, 0}};
 
 // The first pass over [begin, end) of a row, reduced to what the second pass needs (see the
 // Note on passes). prefetch(i) is called alongside element begin + i.
@@ -128,20 +143,22 @@ typename Operation::Reduction::Partial first_pass(const Row<T>& r, int64_t begin
   const auto add = [&](const std::array<double, K>& sums) {
     for (int k = 0; k < K; ++k) p.sum[k].add(sums[k]);
   };
-  if constexpr (!Red::kHasMax) {
+  if constexpr (Red::kGiven) {
+    p = Red::read(r, 0);
+  } else if constexpr (!Red::kHasMax) {
     add(fold_sums<T, K>(end - begin, [&](int64_t i, int64_t count) {
       prefetch(i);
-      return Operation::terms(RowView<T, Red>{r, begin + i, count, T(0)});
+      return Operation::terms(RowView<T, Operation>{r, begin + i, count, T(0)});
     }));
   } else {
     for (int64_t b = begin; b < end; b += kBlockElements) {
       const int64_t len = std::min(kBlockElements, end - b);
-      const T block_max = row_max(r[Role::x] + b, len);
+      const T block_max = row_max_of<Operation>(r, b, len);
       if (block_max == -kInf<T>) {
         // No mass, but its terms against a shift of 0 are NaN where x is NaN or where another
         // input is not finite (0 * inf), as they are in a block that has a finite maximum.
         add(fold_sums<T, K>(len, [&](int64_t i, int64_t count) {
-          return Operation::terms(RowView<T, Red>{r, b + i, count, T(0)});
+          return Operation::terms(RowView<T, Operation>{r, b + i, count, T(0)});
         }));
         continue;
       }
@@ -154,7 +171,7 @@ typename Operation::Reduction::Partial first_pass(const Row<T>& r, int64_t begin
       const T m = T(p.max);
       add(fold_sums<T, K>(len, [&](int64_t i, int64_t count) {
         prefetch(b - begin + i);
-        return Operation::terms(RowView<T, Red>{r, b + i, count, m});
+        return Operation::terms(RowView<T, Operation>{r, b + i, count, m});
       }));
     }
   }
@@ -187,8 +204,8 @@ void second_pass(const Row<T>& row, int64_t begin, int64_t end,
     for_each_output<Operation>(r, [&](auto role) {
       write_row(r[role] + begin, end - begin, ctx.stream, [&](int64_t i, int64_t count) {
         if constexpr (decltype(role)::value == Role::out) prefetch(i);
-        const RowView<T, Red> view{r, begin + i, count, m};
-        return Operation::template output<decltype(role)::value>(c, view);
+        const RowView<T, Operation> view{r, begin + i, count, m};
+        return output_at<Operation, decltype(role)::value>(c, view);
       });
     });
   }
@@ -199,9 +216,9 @@ template <class Operation, class T>
 void cached_row(const Row<T>& row, int64_t n, const RowContext<T>& ctx) {
   using Red = typename Operation::Reduction;
   const Row<T> r = row;  // as in second_pass
-  using View = RowView<T, Red>;
+  using View = RowView<T, Operation>;
   typename Red::Partial p;
-  p.max = row_max(r[Role::x], n);
+  p.max = row_max_of<Operation>(r, 0, n);
   if (!is_finite(T(p.max))) {
     Operation::limit(r, kUnitStrides, n);
     return;
@@ -221,7 +238,7 @@ void cached_row(const Row<T>& row, int64_t n, const RowContext<T>& ctx) {
       }));
     } else {
       p.sum[k].add(fold_sum<T>(n, [&](int64_t i, int64_t count) {
-        return Operation::terms(StoredE<T, Red>{{r, i, count, m}, e})[k];
+        return Operation::terms(StoredE<T, Operation>{{r, i, count, m}, e})[k];
       }));
     }
   });
@@ -230,8 +247,8 @@ void cached_row(const Row<T>& row, int64_t n, const RowContext<T>& ctx) {
   for_each_output<Operation>(r, [&](auto role) {
     write_row(r[role], n, ctx.stream, [&](int64_t i, int64_t count) {
       if constexpr (decltype(role)::value == Role::out) prefetch(i);
-      const StoredE<T, Red> view{{r, i, count, m}, e};
-      return Operation::template output<decltype(role)::value>(c, view);
+      const StoredE<T, Operation> view{{r, i, count, m}, e};
+      return output_at<Operation, decltype(role)::value>(c, view);
     });
   });
 }

@@ -41,6 +41,7 @@ struct Types<float> {
   typedef float Unaligned __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES), aligned(4)));
   typedef std::int32_t Int __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
   typedef std::uint32_t Uint __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
+  typedef std::uint8_t Bytes __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES / 4)));  // a byte a lane
 };
 template <>
 struct Types<double> {
@@ -48,6 +49,7 @@ struct Types<double> {
   typedef double Unaligned __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES), aligned(8)));
   typedef std::int64_t Int __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
   typedef std::uint64_t Uint __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
+  typedef std::uint8_t Bytes __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES / 8)));
 };
 
 template <class T>
@@ -104,6 +106,19 @@ inline Vec<T> load_first(const T* p, std::int64_t count, T fill) {
   return v;
 #endif
 }
+// Lanes [0, count) of a byte mask (NumPy's bools) as a lane mask: all ones where the byte is not
+// 0, zero where it is and past count. The bytes widen in one instruction (vpmovzxbd and kin).
+template <class T>
+inline IntVec<T> mask_lanes(const std::uint8_t* p, std::int64_t count) {
+  typename Types<T>::Bytes bytes{};
+  if (count == kLanes<T>) {
+    std::memcpy(&bytes, p, sizeof bytes);
+  } else {
+    for (std::int64_t i = 0; i < count; ++i) bytes[i] = p[i];
+  }
+  return __builtin_convertvector(bytes, IntVec<T>) != 0;
+}
+
 // Not a masked store: AMD Zen microcodes those (measured on Zen 4: streaming (98304, 512)
 // backward from NumPy's 16-byte-offset arrays, two masked stores per row, took 34.5 ms
 // against 27.5 this way). The lanes go out in halves, quarters, ...: at most log2(kLanes)

@@ -70,9 +70,11 @@ def _compute(kernel, inputs: tuple, outputs: tuple, axis: int | tuple[int, ...])
         _axes.run(kernel, inputs, outputs, axis, get_num_threads())
 
 
-def _unary(op_name: str, x: ArrayLike, axis: Axis, out: object, backend: str | None) -> np.ndarray:
+def _unary(
+    op_name: str, x: ArrayLike, axis: Axis, out: object, backend: str | None, where: object
+) -> np.ndarray:
     fast = _FAST if backend is None else _backends.fast_paths(backend)
-    if fast:
+    if fast and where is None:
         result = fast[op_name](x, out, axis, get_num_threads())
         if result is None and type(axis) is not int:  # several axes, merged where they can be
             result = _axes.try_fast(fast[op_name], (x,), out, axis, get_num_threads())
@@ -83,10 +85,16 @@ def _unary(op_name: str, x: ArrayLike, axis: Axis, out: object, backend: str | N
     compute, dtype = _checks.result_dtypes(x.dtype, "x")  # before the axis: a dict is 0-d
     ax = _checks.normalize_axis(axis, x.ndim)
     x = _as_dtype(x, compute)
-    user_out, written = _output(out, x, dtype, compute, (x,), "out")
+    mask = _checks.broadcast_mask(where, x.shape)
+    user_out, written = _output(out, x, dtype, compute, _present(x, mask), "out")
     if x.size:
-        _compute(getattr(module, op_name), (x,), (written,), ax)
+        _compute(getattr(module, op_name), (x, mask), (written,), ax)
     return _deliver(user_out, written, dtype)
+
+
+def _present(*arrays: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """The arrays that are given (a mask may be None), for the overlap checks."""
+    return tuple(a for a in arrays if a is not None)
 
 
 def _two_inputs(
@@ -109,9 +117,10 @@ def _binary(
     axis: Axis,
     out: object,
     backend: str | None,
+    where: object,
 ) -> np.ndarray:
     fast = _FAST if backend is None else _backends.fast_paths(backend)
-    if fast:
+    if fast and where is None:
         result = fast[op_name](first, second, out, axis, get_num_threads())
         if result is None and type(axis) is not int:  # several axes, merged where they can be
             result = _axes.try_fast(fast[op_name], (first, second), out, axis, get_num_threads())
@@ -119,14 +128,20 @@ def _binary(
             return result
     module = _backends.resolve(backend)
     a, b, ax, compute, dtype = _two_inputs(first, second, names, axis)
-    user_out, written = _output(out, a, dtype, compute, (a, b), "out")
+    mask = _checks.broadcast_mask(where, a.shape)
+    user_out, written = _output(out, a, dtype, compute, _present(a, b, mask), "out")
     if a.size:
-        _compute(getattr(module, op_name), (a, b), (written,), ax)
+        _compute(getattr(module, op_name), (a, b, mask), (written,), ax)
     return _deliver(user_out, written, dtype)
 
 
 def softmax(
-    x: ArrayLike, axis: Axis = -1, *, out: np.ndarray | None = None, backend: str | None = None
+    x: ArrayLike,
+    axis: Axis = -1,
+    *,
+    where: ArrayLike | None = None,
+    out: np.ndarray | None = None,
+    backend: str | None = None,
 ) -> np.ndarray:
     """Softmax along an axis or over several: ``exp(x - max(x)) / sum(exp(x - max(x)))``.
 
@@ -140,6 +155,12 @@ def softmax(
         in ``scipy.special.softmax``): a row is then every entry that shares its index along
         the other axes. Negative axes count from the end; ``None`` takes all axes, ``()`` none
         (each entry is a row of length 1, whose softmax is 1). Default -1.
+    where : array_like of bool, optional
+        Broadcastable to ``x``'s shape: only the entries where it is True take part, as in
+        ``jax.nn.softmax(x, where=...)``. The others are never read for the row's maximum
+        and sums, and get probability 0; a row with no True entry is 0 throughout (not NaN,
+        and no warning). The mask is read through its own strides: a broadcast mask (a
+        ``(512, 512)`` causal mask for ``(8, 12, 512, 512)`` logits) is never expanded.
     out : ndarray, optional
         Where to write the result: the result's shape and dtype, writeable. It may be ``x``
         itself (in place); any other overlap with ``x`` is handled through a scratch copy.
@@ -154,13 +175,14 @@ def softmax(
     Raises
     ------
     TypeError
-        For complex, object, string or longdouble input, an ``out`` of the wrong dtype, or an
-        ``axis`` that is not an int, a tuple of ints or None (a bool is refused, a list too).
+        For complex, object, string or longdouble input, an ``out`` of the wrong dtype, an
+        ``axis`` that is not an int, a tuple of ints or None (a bool is refused, a list too),
+        or a ``where`` that is not boolean.
     numpy.exceptions.AxisError
         If an axis is out of range (a 0-d input has none: it takes ``None`` or ``()``).
     ValueError
         For an ``out`` of the wrong shape or a read-only one, an axis named twice in ``axis``,
-        or an unknown backend.
+        a ``where`` that does not broadcast to ``x``'s shape, or an unknown backend.
 
     Notes
     -----
@@ -177,16 +199,27 @@ def softmax(
     >>> fsm.softmax(np.zeros((2, 2, 3)), axis=(0, 2))[:, 0]
     array([[0.16666667, 0.16666667, 0.16666667],
            [0.16666667, 0.16666667, 0.16666667]])
+    >>> causal = np.tril(np.ones((3, 3), dtype=bool))  # row i attends to 0..i
+    >>> fsm.softmax(np.zeros((3, 3)), where=causal).round(4)
+    array([[1.    , 0.    , 0.    ],
+           [0.5   , 0.5   , 0.    ],
+           [0.3333, 0.3333, 0.3333]])
     """
-    return _unary("softmax", x, axis, out, backend)
+    return _unary("softmax", x, axis, out, backend, where)
 
 
 def log_softmax(
-    x: ArrayLike, axis: Axis = -1, *, out: np.ndarray | None = None, backend: str | None = None
+    x: ArrayLike,
+    axis: Axis = -1,
+    *,
+    where: ArrayLike | None = None,
+    out: np.ndarray | None = None,
+    backend: str | None = None,
 ) -> np.ndarray:
     """Log of the softmax along an axis or over several: ``x - max - log(sum(exp(x - max)))``.
 
-    Parameters, returns and errors are those of `softmax`.
+    Parameters, returns and errors are those of `softmax`; where ``where`` is False the result
+    is ``-inf`` (a row with no True entry is ``-inf`` throughout).
 
     Notes
     -----
@@ -201,7 +234,7 @@ def log_softmax(
     >>> fsm.log_softmax(np.array([0.0, 0.0])).round(4)
     array([-0.6931, -0.6931])
     """
-    return _unary("log_softmax", x, axis, out, backend)
+    return _unary("log_softmax", x, axis, out, backend, where)
 
 
 def softmax_backward(
@@ -209,6 +242,7 @@ def softmax_backward(
     grad: ArrayLike,
     axis: Axis = -1,
     *,
+    where: ArrayLike | None = None,
     out: np.ndarray | None = None,
     backend: str | None = None,
 ) -> np.ndarray:
@@ -225,6 +259,10 @@ def softmax_backward(
     axis, out, backend
         As in `softmax`; the result dtype is ``numpy.result_type(y, grad)`` under the dtype rules
         of `softmax`. ``out`` may be ``y`` or ``grad`` itself.
+    where : array_like of bool, optional
+        The mask of the forward call, broadcastable to ``y``'s shape: the result is then the
+        gradient of the masked forward. Entries where it is False are not read (neither ``y``
+        nor ``grad``) and get gradient 0.
 
     Returns
     -------
@@ -243,7 +281,7 @@ def softmax_backward(
     >>> fsm.softmax_backward(y, np.array([1.0, 0.0, 0.0])).round(4)
     array([ 0.0819, -0.022 , -0.0599])
     """
-    return _binary("softmax_backward", ("y", "grad"), y, grad, axis, out, backend)
+    return _binary("softmax_backward", ("y", "grad"), y, grad, axis, out, backend, where)
 
 
 def log_softmax_backward(
@@ -251,6 +289,7 @@ def log_softmax_backward(
     grad: ArrayLike,
     axis: Axis = -1,
     *,
+    where: ArrayLike | None = None,
     out: np.ndarray | None = None,
     backend: str | None = None,
 ) -> np.ndarray:
@@ -262,8 +301,9 @@ def log_softmax_backward(
         The forward output ``log_softmax(x, axis)``.
     grad : array_like
         The gradient of the loss with respect to ``y``; same shape as ``y``.
-    axis, out, backend
-        As in `softmax_backward`.
+    axis, where, out, backend
+        As in `softmax_backward`: given the forward's mask, the sum runs over the True entries
+        only, and the others get gradient 0.
 
     Returns
     -------
@@ -277,7 +317,7 @@ def log_softmax_backward(
     >>> fsm.log_softmax_backward(y, np.array([1.0, 0.0]))
     array([ 0.5, -0.5])
     """
-    return _binary("log_softmax_backward", ("y", "grad"), y, grad, axis, out, backend)
+    return _binary("log_softmax_backward", ("y", "grad"), y, grad, axis, out, backend, where)
 
 
 def softmax_jvp(
@@ -286,6 +326,7 @@ def softmax_jvp(
     axis: Axis = -1,
     *,
     return_softmax: bool = False,
+    where: ArrayLike | None = None,
     out: np.ndarray | tuple[np.ndarray | None, np.ndarray | None] | None = None,
     backend: str | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -304,6 +345,9 @@ def softmax_jvp(
         As in `softmax`; the result dtype is ``numpy.result_type(x, v)`` under its rules.
     return_softmax : bool, optional
         Also return ``s``, which the pass computes anyway. Default False.
+    where : array_like of bool, optional
+        As in `softmax`: ``s`` is the masked softmax, and the product is 0 where ``where`` is
+        False (``v`` is not read there).
     out : ndarray or tuple of two, optional
         Where to write the product; with ``return_softmax=True`` a pair ``(s_out, jvp_out)``
         as NumPy's two-output ufuncs take it, either of which may be None.
@@ -327,11 +371,12 @@ def softmax_jvp(
     module = _backends.resolve(backend)
     s_out, jvp_out = _jvp_outputs(out, return_softmax)
     a, b, ax, compute, dtype = _two_inputs(x, v, ("x", "v"), axis)
-    user_jvp, jvp = _output(jvp_out, a, dtype, compute, (a, b), "out")
+    mask = _checks.broadcast_mask(where, a.shape)
+    user_jvp, jvp = _output(jvp_out, a, dtype, compute, _present(a, b, mask), "out")
     user_s, s = None, None
     if return_softmax:
         # The softmax is written before v is read in full, so it may not overlap v at all.
-        user_s, s = _output(s_out, a, dtype, compute, (a,), "out[0]")
+        user_s, s = _output(s_out, a, dtype, compute, _present(a, mask), "out[0]")
         if s is user_s and np.may_share_memory(s, b):
             s = np.empty_like(a)
         # The user's arrays, not the scratch ones a float16 result is computed in.
@@ -340,7 +385,7 @@ def softmax_jvp(
         ):
             raise ValueError("the two outputs of softmax_jvp must not share memory")
     if a.size:
-        _compute(module.softmax_jvp, (a, b), (jvp, s), ax)
+        _compute(module.softmax_jvp, (a, b, mask), (jvp, s), ax)
     result = _deliver(user_jvp, jvp, dtype)
     if not return_softmax:
         return result

@@ -56,21 +56,23 @@ def run(
     """``kernel(*inputs, *outputs, axis, threads)`` over ``axes`` of ``inputs[0]`` as one axis.
 
     ``axes`` are distinct, sorted and non-negative; the arrays are non-empty and follow the
-    backend contract (see ``_api.py``). ``outputs`` may hold None (an output the call does not
-    ask for), and those at the positions in ``reduced`` have x's shape without ``axes``.
+    backend contract (see ``_api.py``). ``inputs`` and ``outputs`` may hold None (an operand
+    the call does not have: no mask, an output it does not ask for), and the outputs at the
+    positions in ``reduced`` have x's shape without ``axes``.
     """
     plan = _plan(axes, inputs[0])
     perm, chain, merged_shape = plan
     full = [a for i, a in enumerate(outputs) if a is not None and i not in reduced]
     views: dict[int, np.ndarray | None] = {}  # by id: the same array gets the same view
     for a in (*inputs, *full):
-        if id(a) not in views:
+        if a is not None and id(a) not in views:
             views[id(a)] = a.transpose(perm).reshape(merged_shape) if _merges(a, chain) else None
     if all(view is not None for view in views.values()):
         merged_outputs = tuple(
             a if a is None or i in reduced else views[id(a)] for i, a in enumerate(outputs)
         )
-        kernel(*(views[id(a)] for a in inputs), *merged_outputs, len(merged_shape) - 1, threads)
+        merged_inputs = (a if a is None else views[id(a)] for a in inputs)
+        kernel(*merged_inputs, *merged_outputs, len(merged_shape) - 1, threads)
         return
     _run_in_batches(kernel, inputs, outputs, reduced, views, plan, threads)
 
@@ -185,7 +187,7 @@ def _run_in_batches(
     # is computed in that input's scratch, as the backends allow.
     owners: list[np.ndarray] = []  # the array each scratch is for: inputs, then outputs
     slot: dict[int, int] = {}  # id of an array that does not merge -> its scratch
-    for group in (inputs, [outputs[i] for i in full]):
+    for group in ([a for a in inputs if a is not None], [outputs[i] for i in full]):
         filled = len(owners)  # after the inputs: the scratches each batch fills
         for a in group:
             if views[id(a)] is None and id(a) not in slot:
@@ -198,14 +200,16 @@ def _run_in_batches(
     scatters = [(a.transpose(perm), slot[id(a)]) for i in full if id(a := outputs[i]) in slot]
     split, chunk = _split(batch_shape, max(1, BATCH_BYTES // (n * x.itemsize * len(owners))))
     lead = batch_shape if split < 0 else (chunk, *batch_shape[split + 1 :])
-    scratches = [np.empty((*lead, *row_shape), x.dtype) for _ in owners]
+    scratches = [np.empty((*lead, *row_shape), a.dtype) for a in owners]  # a mask's: bool
     for index in _batches(batch_shape, split, chunk):
         parts = scratches if split < 0 else [s[: _length(index[split])] for s in scratches]
         for source, k in gathers:
             np.copyto(parts[k], source[index])
         rows = [part.reshape((*part.shape[: len(lead)], n)) for part in parts]  # C order: views
 
-        def operand(a: np.ndarray, rows: list = rows, index: tuple = index) -> np.ndarray:
+        def operand(a: np.ndarray | None, rows: list = rows, index: tuple = index):
+            if a is None:
+                return None
             view = views[id(a)]
             return rows[slot[id(a)]] if view is None else view[index]
 

@@ -112,6 +112,22 @@ def same_shape(first: np.ndarray, second: np.ndarray, names: tuple[str, str]) ->
         )
 
 
+def broadcast_mask(where: object, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``where`` as a boolean array of ``shape``: a broadcast view (zero strides where it is
+    shorter), never a copy; None for no mask."""
+    if where is None:
+        return None
+    mask = as_array(where)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"where must be a boolean array; got dtype {mask.dtype}")
+    try:
+        return np.broadcast_to(mask, shape)
+    except ValueError:
+        raise ValueError(
+            f"where must broadcast to x's shape {shape}; got shape {mask.shape}"
+        ) from None
+
+
 def check_out(out: object, shape: tuple[int, ...], dtype: np.dtype, name: str) -> np.ndarray:
     """Refuse an ``out`` array the result cannot be written into exactly."""
     if not isinstance(out, np.ndarray):

@@ -49,7 +49,7 @@ def logsumexp(
         Without it, a negative sum gives NaN. Default False.
     where : array_like of bool, optional
         Broadcastable to ``x``'s shape: only the entries where it is True count (as if ``b``
-        were 0 elsewhere). A row with none gives ``-inf`` (sign 0).
+        were 0 elsewhere); the others are not read. A row with none gives ``-inf`` (sign 0).
     out : ndarray or tuple of two, optional
         Where to write the result: the result's shape (``x``'s without the axis, or with it of
         length 1 under ``keepdims``) and dtype, writeable. With ``return_sign=True`` a pair
@@ -90,10 +90,9 @@ def logsumexp(
     rounding of ``x - m``), which the log turns into an absolute one, so near a result of 0
     and where signed weights cancel the error is absolute, not relative.
 
-    Where ``b`` has zeros or ``where`` is given, the excluded entries are set to ``-inf`` in a
-    copy of ``x`` (as SciPy does); ``b`` and ``where`` are otherwise read through their own
-    broadcast strides, never expanded to ``x``'s size (the Numba backend copies a broadcast
-    ``b`` into ``x``'s layout, as it does any non-contiguous operand).
+    ``x``, ``b`` and ``where`` are read through their own broadcast strides, never copied or
+    expanded to the result's size; where ``b`` has zeros, a boolean mask of them is made at
+    the broadcast shape of ``b`` and ``where`` (SciPy copies ``x`` with ``-inf`` there).
 
     Examples
     --------
@@ -116,13 +115,13 @@ def logsumexp(
         compute, dtype = _checks.result_dtypes(x.dtype, "x")
     else:
         compute, dtype = _checks.result_dtypes(_checks.common_dtype(x, weights, ("x", "b")), "x")
-    x, weights = _excluded_as_minus_inf(x, weights, where, compute)
+    x, weights, mask = _operands(x, weights, where, compute)
     axes = _checks.normalize_axis(axis, x.ndim)
     summed = (axes,) if type(axes) is int else axes
     row_shape = tuple(n for d, n in enumerate(x.shape) if d not in summed)
     kept = tuple(1 if d in summed else n for d, n in enumerate(x.shape))
     shape = kept if keepdims else row_shape
-    inputs = (x,) if weights is None else (x, weights)
+    inputs = (x, weights, mask)
     user_lse, lse = _row_output(lse_out, shape, row_shape, dtype, compute, inputs, "out")
     user_sign, sign = None, None
     if return_sign:
@@ -135,15 +134,10 @@ def logsumexp(
         if sign is not None:
             sign.fill(0)
     elif x.size:
-
-        def kernel(x, *rest):  # (x[, b], lse, sign, axis, threads) -> the backend's order
-            b = rest[0] if weights is not None else None
-            module.logsumexp(x, b, *rest[len(inputs) - 1 :])
-
         if type(axes) is int:
-            kernel(*inputs, lse, sign, axes, get_num_threads())
+            module.logsumexp(*inputs, lse, sign, axes, get_num_threads())
         else:
-            _axes.run(kernel, inputs, (lse, sign), axes, get_num_threads(), reduced=(0, 1))
+            _axes.run(module.logsumexp, inputs, (lse, sign), axes, get_num_threads(), (0, 1))
     result = _deliver(user_lse, lse, shape, dtype)
     if not return_sign:
         return result
@@ -163,27 +157,19 @@ def _outputs(out: object, return_sign: bool) -> tuple[object, object]:
     return out
 
 
-def _broadcastable(name: str, value: np.ndarray, shape: tuple[int, ...]) -> None:
-    try:
-        full = np.broadcast_shapes(value.shape, shape)
-    except ValueError:
-        full = None
-    if full != shape:
-        raise ValueError(f"{name} must broadcast to x's shape {shape}; got shape {value.shape}")
-
-
-def _excluded_as_minus_inf(
+def _operands(
     x: np.ndarray, b: np.ndarray | None, where: ArrayLike | None, compute: np.dtype
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """``x`` broadcast with ``b`` (as SciPy does), in the compute dtype, ``-inf`` where an entry
-    does not count (``b == 0`` or ``where`` False), and ``b`` in it broadcast to that shape (a
-    view, or None).
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(x, b, mask)``: ``x`` broadcast with ``b`` (as SciPy does) in the compute dtype, ``b``
+    in it broadcast to that shape (a view, or None), and the mask of the entries that count
+    (``where``, and ``b != 0``), broadcast to it as well, or None when every entry counts.
 
-    The kernels take the row maximum over x alone, so an entry that must not count is made
-    ``-inf`` there (a copy of x only when there is one): its exp is then 0 and its b is never
-    multiplied by an inf. The mask is built at the broadcast shape of b and where, not x's.
+    An entry where ``b == 0`` does not count at all, as in SciPy (an inf or NaN of ``x`` there
+    does not make the result NaN): the kernels leave such an entry out as they do one that
+    ``where`` masks. The mask of ``b``'s zeros is built at the broadcast shape of ``b`` and
+    ``where``, not x's, and only when ``b`` has a zero.
     """
-    excluded = None
+    keep = None
     if b is not None:
         # x and b broadcast together, as in SciPy: a b that enlarges x gives x zero strides.
         try:
@@ -194,20 +180,15 @@ def _excluded_as_minus_inf(
             ) from None
         x = np.broadcast_to(x, shape)
         b = _as_compute(b, compute)
-        if (b == 0).any():
-            excluded = b == 0
-    if where is not None:
-        mask = _checks.as_array(where)
-        if mask.dtype != np.bool_:
-            raise TypeError(f"where must be a boolean array; got dtype {mask.dtype}")
-        _broadcastable("where", mask, x.shape)
-        excluded = ~mask if excluded is None else excluded | ~mask
+        if not b.all():
+            keep = b != 0
+    mask = _checks.broadcast_mask(where, x.shape)
+    if keep is not None:
+        mask = np.broadcast_to(keep if mask is None else keep & mask, x.shape)
     x = _as_compute(x, compute)
-    if excluded is not None and excluded.any():
-        x = np.where(excluded, compute.type(-np.inf), x)
     if b is not None:
         b = np.broadcast_to(b, x.shape)
-    return x, b
+    return x, b, mask
 
 
 def _as_compute(array: np.ndarray, dtype: np.dtype) -> np.ndarray:

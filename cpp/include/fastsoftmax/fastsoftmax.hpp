@@ -19,6 +19,12 @@ enum class Op : int {
   log_softmax_backward,  // out = g - exp(x) * sum(g), x being the saved log-softmax
   softmax_jvp,           // s = softmax(x); out = s * (g - sum(s * g)); s written if given
   logsumexp,             // lse = log|sum(g * exp(x))| per row (g = 1 if not given), its sign
+  // The pieces of a softmax whose rows are split into chunks (a Dask array's): each chunk's
+  // row_max and row_sum = sum(exp(x - row_max)), and the softmax of a chunk given the pair
+  // combined over the whole row (operations.hpp's Note on row partials).
+  row_partials,
+  softmax_given,
+  log_softmax_given,
 };
 
 enum class DType : int { float32, float64 };
@@ -29,10 +35,17 @@ enum class DType : int { float32, float64 };
 // role it does not use, or an optional one not given, has null data.
 // lse and sign are per-row outputs (logsumexp's): one element per row, given with x's shape
 // and a stride of 0 along the axis, so every layout rule that holds for x holds for them.
-enum class Role : int { x, g, out, s, lse, sign };
-inline constexpr int kRoleCount = 6;
+// where is the mask: bytes (NumPy's bool), 0 for an entry that takes no part, of x's shape
+// (a broadcast mask has zero strides); null for none. Its strides count bytes, its elements.
+// row_max and row_sum are per-row too: row_partials writes them, the *_given ops read them.
+enum class Role : int { x, g, out, s, lse, sign, where, row_max, row_sum };
+inline constexpr int kRoleCount = 9;
 
-constexpr bool is_per_row(Role role) { return role == Role::lse || role == Role::sign; }
+constexpr bool is_per_row(Role role) {
+  return role == Role::lse || role == Role::sign || role == Role::row_max || role == Role::row_sum;
+}
+// The one role whose elements are not the call's dtype.
+constexpr bool is_mask(Role role) { return role == Role::where; }
 
 // One T per role, indexed by it.
 template <class T>
@@ -42,7 +55,8 @@ struct ByRole {
   const T& operator[](Role role) const { return item[static_cast<int>(role)]; }
 };
 
-// One operand of a call: its first element and its strides, in elements, one per dimension.
+// One operand of a call: its first element and its strides, in elements (of its own type), one
+// per dimension.
 struct ArrayRef {
   void* data = nullptr;
   const std::int64_t* strides = nullptr;
