@@ -232,9 +232,9 @@ void tile_second_pass(const Tile<T>& tile, const ColumnState<Operation, T>& stat
   if constexpr (outputs > 0) {  // the elementwise outputs
     const auto view = [&](int64_t j, int64_t c, int64_t count) {
       if constexpr (Red::kHasMax) {
-        return TileView<T, Operation>{t, j, c, count, lanes_at(state.m, c)};
+        return TileView<T, Unmasked<Operation>>{t, j, c, count, lanes_at(state.m, c)};
       } else {
-        return TileView<T, Operation>{t, j, c, count, Vec<T>{}};
+        return TileView<T, Unmasked<Operation>>{t, j, c, count, Vec<T>{}};
       }
     };
     const auto constants_at = [&](int64_t c) {

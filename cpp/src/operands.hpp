@@ -34,6 +34,20 @@ struct IsMasked : std::false_type {};
 template <class Operation>
 struct IsMasked<Masked<Operation>> : std::true_type {};
 
+// The operation without its mask, for the views of an output step: an entry the mask leaves out
+// gets the masked value whatever its loads held (operations.hpp's output_at), so the output
+// pass loads plainly and selects once.
+template <class Operation>
+struct WithoutMask {
+  using Type = Operation;
+};
+template <class Operation>
+struct WithoutMask<Masked<Operation>> {
+  using Type = Operation;
+};
+template <class Operation>
+using Unmasked = typename WithoutMask<Operation>::Type;
+
 // One contiguous row of each operand. The mask is not a T: its row is `where` (its slot among
 // the T pointers stays null), one byte an element; null without a mask.
 template <class T>

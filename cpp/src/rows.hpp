@@ -89,11 +89,17 @@ T row_max(const T* x, int64_t n) {
 template <class Operation, class T>
 T row_max_of(const Row<T>& r, int64_t begin, int64_t n) {
   if constexpr (IsMasked<Operation>::value) {
-    Vec<T> m = simd::splat(-kInf<T>);
-    for_each_vector<T>(n, [&](int64_t i, int64_t count) {
-      m = simd::max<T>(RowView<T, Operation>{r, begin + i, count, T(0)}.x(), m);
-    });
-    return simd::reduce_max<T>(m);
+    const auto x = [&](int64_t i, int64_t count) {
+      return RowView<T, Operation>{r, begin + i, count, T(0)}.x();
+    };
+    Vec<T> m0 = simd::splat(-kInf<T>), m1 = m0;  // two chains: max's latency, not its rate
+    int64_t i = 0;
+    for (; i + 2 * L<T> <= n; i += 2 * L<T>) {
+      m0 = simd::max<T>(x(i, L<T>), m0);
+      m1 = simd::max<T>(x(i + L<T>, L<T>), m1);
+    }
+    for (; i < n; i += L<T>) m0 = simd::max<T>(x(i, std::min(L<T>, n - i)), m0);
+    return simd::reduce_max<T>(simd::max<T>(m0, m1));
   } else {
     return row_max(r[Role::x] + begin, n);
   }
@@ -204,7 +210,7 @@ void second_pass(const Row<T>& row, int64_t begin, int64_t end,
     for_each_output<Operation>(r, [&](auto role) {
       write_row(r[role] + begin, end - begin, ctx.stream, [&](int64_t i, int64_t count) {
         if constexpr (decltype(role)::value == Role::out) prefetch(i);
-        const RowView<T, Operation> view{r, begin + i, count, m};
+        const RowView<T, Unmasked<Operation>> view{r, begin + i, count, m};
         return output_at<Operation, decltype(role)::value>(c, view);
       });
     });
@@ -247,7 +253,7 @@ void cached_row(const Row<T>& row, int64_t n, const RowContext<T>& ctx) {
   for_each_output<Operation>(r, [&](auto role) {
     write_row(r[role], n, ctx.stream, [&](int64_t i, int64_t count) {
       if constexpr (decltype(role)::value == Role::out) prefetch(i);
-      const StoredE<T, Operation> view{{r, i, count, m}, e};
+      const StoredE<T, Unmasked<Operation>> view{{r, i, count, m}, e};
       return output_at<Operation, decltype(role)::value>(c, view);
     });
   });

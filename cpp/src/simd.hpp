@@ -41,7 +41,6 @@ struct Types<float> {
   typedef float Unaligned __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES), aligned(4)));
   typedef std::int32_t Int __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
   typedef std::uint32_t Uint __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
-  typedef std::uint8_t Bytes __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES / 4)));  // a byte a lane
 };
 template <>
 struct Types<double> {
@@ -49,7 +48,6 @@ struct Types<double> {
   typedef double Unaligned __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES), aligned(8)));
   typedef std::int64_t Int __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
   typedef std::uint64_t Uint __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES)));
-  typedef std::uint8_t Bytes __attribute__((vector_size(FASTSOFTMAX_VECTOR_BYTES / 8)));
 };
 
 template <class T>
@@ -107,16 +105,40 @@ inline Vec<T> load_first(const T* p, std::int64_t count, T fill) {
 #endif
 }
 // Lanes [0, count) of a byte mask (NumPy's bools) as a lane mask: all ones where the byte is not
-// 0, zero where it is and past count. The bytes widen in one instruction (vpmovzxbd and kin).
+// 0, zero where it is and past count. The bytes widen in one instruction (vpmovzxbd and kin)
+// where the level has it: GCC lowers a __builtin_convertvector of bytes to scalar inserts
+// (measured 4x slower masked softmax).
 template <class T>
-inline IntVec<T> mask_lanes(const std::uint8_t* p, std::int64_t count) {
-  typename Types<T>::Bytes bytes{};
-  if (count == kLanes<T>) {
-    std::memcpy(&bytes, p, sizeof bytes);
+[[gnu::always_inline]] inline IntVec<T> widen_bytes(const std::uint8_t* p) {  // kLanes<T> bytes, each to a lane
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    return reinterpret_cast<IntVec<T>>(
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   } else {
-    for (std::int64_t i = 0; i < count; ++i) bytes[i] = p[i];
+    return reinterpret_cast<IntVec<T>>(
+        _mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
-  return __builtin_convertvector(bytes, IntVec<T>) != 0;
+#elif defined(__AVX2__)
+  if constexpr (sizeof(T) == 4) {
+    return reinterpret_cast<IntVec<T>>(
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  } else {
+    std::int32_t four;
+    std::memcpy(&four, p, sizeof four);
+    return reinterpret_cast<IntVec<T>>(_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(four)));
+  }
+#else
+  IntVec<T> lanes;
+  for (int i = 0; i < kLanes<T>; ++i) lanes[i] = p[i];
+  return lanes;
+#endif
+}
+template <class T>
+[[gnu::always_inline]] inline IntVec<T> mask_lanes(const std::uint8_t* p, std::int64_t count) {
+  if (count == kLanes<T>) return widen_bytes<T>(p) != 0;
+  std::uint8_t bytes[16] = {};  // a row's last, partial vector: the bytes past it read as 0
+  std::memcpy(bytes, p, static_cast<std::size_t>(count));
+  return widen_bytes<T>(bytes) != 0;
 }
 
 // Not a masked store: AMD Zen microcodes those (measured on Zen 4: streaming (98304, 512)
