@@ -82,13 +82,13 @@ struct RowView {
   int64_t i, count;
   T m;
 
-  [[gnu::always_inline]] simd::IntVec<T> kept() const {
-    return simd::mask_lanes<T>(row.where + i, count);
+  [[gnu::always_inline]] simd::Predicate<T> kept() const {
+    return simd::kept_lanes<T>(row.where + i, count);
   }
   [[gnu::always_inline]] Vec<T> load(Role role, T fill) const {
     const Vec<T> v = load_n(row[role] + i, count, fill);
     if constexpr (IsMasked<Operation>::value) {
-      return kept() ? v : simd::splat(fill);
+      return simd::select<T>(kept(), v, simd::splat(fill));
     } else {
       return v;
     }
@@ -123,13 +123,13 @@ struct TileView {
   int64_t j, c, count;
   Vec<T> m;
 
-  [[gnu::always_inline]] simd::IntVec<T> kept() const {
-    return simd::mask_lanes<T>(tile.at.where + j * tile.stride[Role::where] + c, count);
+  [[gnu::always_inline]] simd::Predicate<T> kept() const {
+    return simd::kept_lanes<T>(tile.at.where + j * tile.stride[Role::where] + c, count);
   }
   [[gnu::always_inline]] Vec<T> load(Role role, T fill) const {
     const Vec<T> v = load_n(tile.at[role] + j * tile.stride[role] + c, count, fill);
     if constexpr (IsMasked<Operation>::value) {
-      return kept() ? v : simd::splat(fill);
+      return simd::select<T>(kept(), v, simd::splat(fill));
     } else {
       return v;
     }

@@ -299,9 +299,10 @@ struct LogSumExp {
 // where the mask leaves an entry out (the Note on masks). The walks store only this.
 template <class Operation, Role R, class C, class V>
 [[gnu::always_inline]] inline Vec<TypeOf<V>> output_at(const C& constants, const V& v) {
+  using T = TypeOf<V>;
   const auto value = Operation::template output<R>(constants, v);
   if constexpr (IsMasked<Operation>::value) {
-    return v.kept() ? value : simd::splat(TypeOf<V>(Operation::kMaskedOutput));
+    return simd::select<T>(v.kept(), value, simd::splat(T(Operation::kMaskedOutput)));
   } else {
     return value;
   }

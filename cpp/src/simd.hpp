@@ -104,41 +104,61 @@ inline Vec<T> load_first(const T* p, std::int64_t count, T fill) {
   return v;
 #endif
 }
-// Lanes [0, count) of a byte mask (NumPy's bools) as a lane mask: all ones where the byte is not
-// 0, zero where it is and past count. The bytes widen in one instruction (vpmovzxbd and kin)
-// where the level has it: GCC lowers a __builtin_convertvector of bytes to scalar inserts
-// (measured 4x slower masked softmax).
-template <class T>
-[[gnu::always_inline]] inline IntVec<T> widen_bytes(const std::uint8_t* p) {  // kLanes<T> bytes, each to a lane
+// [Note: byte masks]
+// A mask of NumPy bools reaches a vector as a predicate on its lanes: where the level has
+// AVX-512, a k-register set by one vptestmb of the bytes, and a select is one masked move;
+// elsewhere a lane vector of the bytes widened (vpmovzxbd and kin), and a select a blend. GCC
+// lowers a __builtin_convertvector of bytes to scalar inserts (measured 4x slower masked
+// softmax), hence the intrinsics.
 #if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) {
-    return reinterpret_cast<IntVec<T>>(
-        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-  } else {
-    return reinterpret_cast<IntVec<T>>(
-        _mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-  }
+template <class T>
+using Predicate = std::conditional_t<sizeof(T) == 4, __mmask16, __mmask8>;
+#else
+template <class T>
+using Predicate = IntVec<T>;
+#endif
+
+// Lanes [0, count) of kLanes<T> whole bytes at p (the caller's bytes past count are 0).
+template <class T>
+[[gnu::always_inline]] inline Predicate<T> predicate_of(const std::uint8_t* p) {
+#if defined(__AVX512F__)
+  const __m128i bytes = sizeof(T) == 4 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p))
+                                       : _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  return static_cast<Predicate<T>>(_mm_test_epi8_mask(bytes, bytes));
 #elif defined(__AVX2__)
   if constexpr (sizeof(T) == 4) {
-    return reinterpret_cast<IntVec<T>>(
-        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    return reinterpret_cast<IntVec<T>>(_mm256_cvtepu8_epi32(bytes)) != 0;
   } else {
     std::int32_t four;
     std::memcpy(&four, p, sizeof four);
-    return reinterpret_cast<IntVec<T>>(_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(four)));
+    return reinterpret_cast<IntVec<T>>(_mm256_cvtepu8_epi64(_mm_cvtsi32_si128(four))) != 0;
   }
 #else
   IntVec<T> lanes;
   for (int i = 0; i < kLanes<T>; ++i) lanes[i] = p[i];
-  return lanes;
+  return lanes != 0;
 #endif
 }
+
+// The predicate of bytes [0, count) at p: true where the byte is not 0, false past count.
 template <class T>
-[[gnu::always_inline]] inline IntVec<T> mask_lanes(const std::uint8_t* p, std::int64_t count) {
-  if (count == kLanes<T>) return widen_bytes<T>(p) != 0;
-  std::uint8_t bytes[16] = {};  // a row's last, partial vector: the bytes past it read as 0
+[[gnu::always_inline]] inline Predicate<T> kept_lanes(const std::uint8_t* p, std::int64_t count) {
+  if (count == kLanes<T>) return predicate_of<T>(p);
+  std::uint8_t bytes[16] = {};  // a row's last, partial vector
   std::memcpy(bytes, p, static_cast<std::size_t>(count));
-  return widen_bytes<T>(bytes) != 0;
+  return predicate_of<T>(bytes);
+}
+
+// v where the predicate holds, `other` elsewhere.
+template <class T>
+[[gnu::always_inline]] inline Vec<T> select(Predicate<T> kept, Vec<T> v, Vec<T> other) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) return _mm512_mask_mov_ps(other, kept, v);
+  else return _mm512_mask_mov_pd(other, kept, v);
+#else
+  return kept ? v : other;
+#endif
 }
 
 // Not a masked store: AMD Zen microcodes those (measured on Zen 4: streaming (98304, 512)
