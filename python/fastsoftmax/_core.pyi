@@ -2,17 +2,33 @@
 # of one shape; outputs are writeable; axis is non-negative. The public API is in _api.py.
 import numpy as np
 
-def softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None: ...
-def log_softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None: ...
+# where (None: no mask) is a bool array of x's shape, possibly with zero strides.
+def softmax(
+    x: np.ndarray, where: np.ndarray | None, out: np.ndarray, axis: int, threads: int
+) -> None: ...
+def log_softmax(
+    x: np.ndarray, where: np.ndarray | None, out: np.ndarray, axis: int, threads: int
+) -> None: ...
 def softmax_backward(
-    y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
+    y: np.ndarray,
+    grad: np.ndarray,
+    where: np.ndarray | None,
+    out: np.ndarray,
+    axis: int,
+    threads: int,
 ) -> None: ...
 def log_softmax_backward(
-    y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
+    y: np.ndarray,
+    grad: np.ndarray,
+    where: np.ndarray | None,
+    out: np.ndarray,
+    axis: int,
+    threads: int,
 ) -> None: ...
 def softmax_jvp(
     x: np.ndarray,
     v: np.ndarray,
+    where: np.ndarray | None,
     out: np.ndarray,
     s_out: np.ndarray | None,
     axis: int,
@@ -24,8 +40,38 @@ def softmax_jvp(
 def logsumexp(
     x: np.ndarray,
     b: np.ndarray | None,
+    where: np.ndarray | None,
     out: np.ndarray,
     sign_out: np.ndarray | None,
+    axis: int,
+    threads: int,
+) -> None: ...
+
+# The row partials (python/fastsoftmax/_partials.py): row_max and row_sum, x's shape without
+# the axis, are written by row_partials and read by the *_given functions.
+def row_partials(
+    x: np.ndarray,
+    where: np.ndarray | None,
+    max_out: np.ndarray,
+    sum_out: np.ndarray,
+    axis: int,
+    threads: int,
+) -> None: ...
+def softmax_given(
+    x: np.ndarray,
+    where: np.ndarray | None,
+    row_max: np.ndarray,
+    row_sum: np.ndarray,
+    out: np.ndarray,
+    axis: int,
+    threads: int,
+) -> None: ...
+def log_softmax_given(
+    x: np.ndarray,
+    where: np.ndarray | None,
+    row_max: np.ndarray,
+    row_sum: np.ndarray,
+    out: np.ndarray,
     axis: int,
     threads: int,
 ) -> None: ...
