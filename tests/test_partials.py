@@ -3,18 +3,22 @@ of a chunk given the pair of its whole row (what a softmax split across chunks i
 
 The pairs are checked against float64 NumPy; the whole scheme (rows cut into chunks, their pairs
 combined, each chunk's softmax written from the combined pair) against the whole-row reference
-(`support.masked.expect_masked`), over every walk, masks and the special values.
+(`support.masked.expect_masked`), over every walk, masks and the special values. The Numba
+backend has no kernels for them yet (it raises NotImplementedError, checked below), so the
+backends here are the C++ one at each SIMD level and NumPy's.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from fastsoftmax import _partials
 from hypothesis import given
 from hypothesis import strategies as st
+from support.backends import backend_variants, simd_level, variant_id
 from support.masked import expect_masked
 from support.reference import WIDE, narrow
 from support.tolerances import assert_matches, unit_roundoff
@@ -28,6 +32,19 @@ CASES = {
     "columns-split": ((4096, 16), 0, (4096, 1)),
     "gathered": ((17, 33, 65), 1, (33, 1)),
 }
+
+
+@pytest.fixture(params=[v for v in backend_variants() if v[0] != "numba"], ids=variant_id)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The C++ backend at each SIMD level, and NumPy's (no Numba kernels: module docstring)."""
+    name, level = request.param
+    with simd_level(level):
+        yield name
+
+
+def test_numba_has_no_partials_yet():
+    with pytest.raises(NotImplementedError, match="no Numba kernels yet"):
+        _partials.row_partials(np.zeros((2, 3)), backend="numba")
 
 
 def expected_pair(x: np.ndarray, where: np.ndarray | None, axis: int):

@@ -1,15 +1,16 @@
 """Numba backend: the C++ kernels of ``cpp/src/`` as JIT-compiled loops, file for file.
 
-The five functions take the arguments ``_api.py`` passes every backend and compute what
+The six functions take the arguments ``_api.py`` passes every backend and compute what
 ``_reference.py`` computes, to rounding; that module states the contract (one shape and one
 dtype, float32 or float64; a valid non-negative axis; outputs disjoint from the inputs or exactly
-one of them). ``_backends.py`` imports this package, and so Numba, only for the numba backend.
+one of them; ``where``, None or a boolean mask of x's shape). The fast paths (``try_*``) take no
+mask. ``_backends.py`` imports this package, and so Numba, only for the numba backend.
 
 ========================  =======================================================================
-``primitives.py``         simd.hpp: compile options and cache, row views, streaming stores, fence
+``primitives.py``         simd.hpp: compile options, row views, streaming stores, fence
 ``vec_exp.py``            vec_exp.hpp: exp and the row max
 ``vector_loops.py``       vector_loops.hpp: the compensated, folded row and column sums
-``operands.py``           block.hpp: the load/store layer over the operands a call has
+``operands.py``           block.hpp: the load/store layer over a call's operands, its mask too
 ``operations.py``         the operations, each defined once
 ``rows.py``               rows.hpp: the row kernels of one operation
 ``columns.py``            columns.hpp: the column-tile kernels of one operation
@@ -27,6 +28,11 @@ streamed rows, tiles, tiles shared by threads, gathered columns) as closures ove
 so each walk is compiled once per operation and none tests which operation it runs; the walks
 and the pieces see the operands only as tuples, through operands.py. A new operation is its
 entry in operations.py, its line in ``kernels.KERNELS`` and its backend function in kernels.py.
+
+A mask is one more input, the last, read through its own strides (operands.py's Note on the
+mask): the loads and stores choose by it, so the walks are the same. A masked call compiles its
+own specialisation of each walk it uses, on its first call; an unmasked one is compiled as if
+masks did not exist (None, not an all-True mask).
 
 The passes, the exp, the limits at +-inf and NaN and the float64 sums are those of the C++
 kernels, whose Notes give the reasons. The differences come from LLVM vectorising these loops

@@ -9,16 +9,17 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from numba import njit
 
 from .operands import (
     columns_at,
+    kept,
+    mask_of,
     scatter_columns,
     store_at,
     tile_rows_at,
     values_at,
 )
-from .primitives import is_finite
+from .primitives import inner, is_finite
 from .vector_loops import make_column_sums
 
 
@@ -26,9 +27,9 @@ def _make_column_items(count: int):
     """``(a[0, c], ..., a[count - 1, c])``: one column's constants as the tuple `element`
     takes."""
     if count == 1:
-        return njit(nogil=True)(lambda a, c: (a[0, c],))
+        return inner("1")(lambda a, c: (a[0, c],))
     rest = _make_column_items(count - 1)
-    return njit(nogil=True)(lambda a, c: (*rest(a, c), a[count - 1, c]))
+    return inner(str(count))(lambda a, c: (*rest(a, c), a[count - 1, c]))
 
 
 def make_tile_kernels(op, row_op) -> SimpleNamespace:
@@ -36,27 +37,28 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
     maximum is not finite): ``first_pass``, ``constants``, ``output``, ``tile_op`` and
     ``gathered_row``."""
     column_max, combine = op.reduction.column_max, op.reduction.combine
-    derive, element = op.derive, op.element
+    derive, element, masked = op.derive, op.element, op.masked
     count = len(op.terms)
     # How many constants the operation derives (its `derive` run once in Python).
     constant_count = len(derive.py_func(np.ones(count), 1.0, np.ones(1)))
     column_sums = make_column_sums(op.terms, op.keeps_exp)
     column_items = _make_column_items(constant_count)
+    jit = inner(op.name)
     if op.per_row:  # its terms see no outputs: they have one element a row
         all_columns = column_sums
-        column_sums = njit(nogil=True)(lambda ins, outs, m, t: all_columns(ins, (), m, t))
+        column_sums = jit(lambda ins, outs, m, t: all_columns(ins, (), m, t))
 
-    @njit(nogil=True)
+    @jit
     def first_pass(ins, outs, t):
         """``(finite, m, sums)`` of tile ``t``, per column: the maxima and ``sums[s, c]``;
         ``finite`` is False when a maximum is not finite (redo the tile column by column)."""
-        m = column_max(ins[0], t)
+        m = column_max(ins, t)
         for c in range(m.shape[0]):
             if not is_finite(m[c]):
                 return False, m, np.zeros((count, m.shape[0]))
         return True, m, column_sums(ins, outs, m, t)
 
-    @njit(nogil=True)
+    @jit
     def constants(totals, rescale, like):
         """``constants[n, c]``: the operation's constants of each column, for a slice whose
         ``e`` the factors ``rescale[c]`` bring to the combined maxima."""
@@ -68,15 +70,17 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
         return result
 
     def elementwise_output(ins, outs, t, m, constants):
-        """The outputs of tile ``t``: the element step, loaded and stored, across each row."""
+        """The outputs of tile ``t``: the element step, loaded and stored, across each row (the
+        masked outputs where the mask leaves an entry out)."""
         i, k0, k1 = t
         for j in range(ins[0].shape[1]):
             in_rows, out_rows = tile_rows_at(ins, i, j, k0, k1), tile_rows_at(outs, i, j, k0, k1)
+            where = mask_of(in_rows)
             for c in range(k1 - k0):
                 values = element(
                     values_at(in_rows, c), values_at(out_rows, c), m[c], column_items(constants, c)
                 )
-                store_at(out_rows, c, values)
+                store_at(out_rows, c, kept(where, c, values, masked))
 
     def per_row_output(ins, outs, t, m, constants):
         """The per-row outputs of tile ``t``'s columns, by the slice of rows that starts it."""
@@ -86,9 +90,9 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
             for c in range(k1 - k0):
                 store_at(out_rows, c, element((), (), m[c], column_items(constants, c)))
 
-    output = njit(nogil=True)(per_row_output if op.per_row else elementwise_output)
+    output = jit(per_row_output if op.per_row else elementwise_output)
 
-    @njit(nogil=True)
+    @jit
     def tile_op(ins, outs, t):
         """The operation on tile ``t``; False when a column's max is not finite."""
         finite, m, sums = first_pass(ins, outs, t)
@@ -98,7 +102,7 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
         output(ins, outs, t, m, constants(totals, rescale[0], m))
         return True
 
-    @njit(nogil=True)
+    @jit
     def gathered_row(ins, outs, i, k):
         """Column k of block i through contiguous copies, for a column whose max is not
         finite."""

@@ -3,7 +3,7 @@ rows or tiles; and the backend's functions.
 
 `make_kernels` makes the walks of one operation, closures over its row and tile kernels: one
 specialised compiled function per operation and walk, none of which asks which operation it
-runs (the Note on the compiled-code cache in primitives.py says how they are cached).
+runs (compiled in each process: the Note on no compiled-code cache in primitives.py).
 
 A block is ``(M, N, K)`` reduced along N: contiguous rows when ``K == 1`` (or ``N == 1``), else
 tiles of N x W columns whose inner loops run along contiguous K. The walks are
@@ -211,8 +211,11 @@ KERNELS = {
 }
 
 
-def run(kernels, axis: int, threads: int, inputs: tuple, outputs: tuple) -> None:
-    """Hand the arrays to a walk as C-contiguous ``(M*K, N)`` rows or ``(M, N, K)`` blocks.
+def run(
+    kernels, axis: int, threads: int, inputs: tuple, where: np.ndarray | None, outputs: tuple
+) -> None:
+    """Hand the arrays to a walk as C-contiguous ``(M*K, N)`` rows or ``(M, N, K)`` blocks, and
+    the mask, if any, as the last input (`kernel_mask`).
 
     C- and Fortran-contiguous arrays are viewed, never copied (Fortran as its C-contiguous
     transpose, chosen by the first input); anything else goes through a C-contiguous scratch,
@@ -221,6 +224,7 @@ def run(kernels, axis: int, threads: int, inputs: tuple, outputs: tuple) -> None
     x = inputs[0]
     if x.flags.f_contiguous and not x.flags.c_contiguous:
         inputs, outputs = tuple(a.T for a in inputs), tuple(a.T for a in outputs)
+        where = None if where is None else where.T
         x, axis = inputs[0], x.ndim - 1 - axis
     m, n = math.prod(x.shape[:axis]), x.shape[axis]
     k = x.size // (m * n)
@@ -228,6 +232,8 @@ def run(kernels, axis: int, threads: int, inputs: tuple, outputs: tuple) -> None
     block = (m * k, n) if as_rows else (m, n, k)
     private = any(np.may_share_memory(outputs[0], a) for a in inputs)
     ins = tuple(kernel_input(a, block) for a in inputs)
+    if where is not None:
+        ins += (kernel_mask(where, axis, as_rows),)
     copy_back: list[tuple[np.ndarray, np.ndarray]] = []
     if kernels.operation.per_row:  # x's shape without the axis: one element a row
         block = (m * k, 1) if as_rows else (m, 1, k)
@@ -301,6 +307,39 @@ def kernel_input(a: np.ndarray, block: tuple) -> np.ndarray:
     return np.ascontiguousarray(a).reshape(block)
 
 
+def kernel_mask(where: np.ndarray, axis: int, as_rows: bool) -> np.ndarray:
+    """The mask as a read-only view of the walk's block (operands.py's Note on the mask): its
+    dimensions but the axis merged where their strides allow into the leading ones, then the
+    axis (and the inner ones, merged into one, for the columns walk). A mask whose inner
+    dimensions do not merge into one is copied first (C order merges them)."""
+    shape, strides = where.shape, where.strides
+    if as_rows:  # rows over every dimension but the axis: the others are 1 (K or N is 1)
+        dims = _merged(shape[:axis] + shape[axis + 1 :], strides[:axis] + strides[axis + 1 :])
+        dims.append((shape[axis], strides[axis]))
+    else:
+        inner = _merged(shape[axis + 1 :], strides[axis + 1 :])
+        if len(inner) > 1:
+            return kernel_mask(np.ascontiguousarray(where), axis, as_rows)
+        dims = [*_merged(shape[:axis], strides[:axis]), (shape[axis], strides[axis]), *inner]
+    sizes, steps = zip(*dims, strict=True)
+    return np.lib.stride_tricks.as_strided(where, sizes, steps, writeable=False)
+
+
+def _merged(shape: tuple, strides: tuple) -> list[tuple[int, int]]:
+    """``(size, stride)`` of dimensions that index like ``shape`` with ``strides``, as few as
+    they can be: a dimension of 1 dropped, two merged when the outer's stride spans the
+    inner; one of size 1 for none."""
+    dims: list[tuple[int, int]] = []
+    for size, stride in zip(shape, strides, strict=True):
+        if size == 1:
+            continue
+        if dims and dims[-1][1] == size * stride:
+            dims[-1] = (dims[-1][0] * size, stride)
+        else:
+            dims.append((size, stride))
+    return dims or [(1, 0)]
+
+
 def kernel_output(a: np.ndarray, block: tuple, may_view: bool, copy_back: list) -> np.ndarray:
     """``a`` as the walk's C-contiguous output, or a scratch that is copied back into it."""
     if may_view and a.flags.c_contiguous:
@@ -310,43 +349,59 @@ def kernel_output(a: np.ndarray, block: tuple, may_view: bool, copy_back: list) 
     return scratch
 
 
-def softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None:
-    run(KERNELS["softmax"], axis, threads, (x,), (out,))
+def softmax(
+    x: np.ndarray, where: np.ndarray | None, out: np.ndarray, axis: int, threads: int
+) -> None:
+    run(KERNELS["softmax"], axis, threads, (x,), where, (out,))
 
 
-def log_softmax(x: np.ndarray, out: np.ndarray, axis: int, threads: int) -> None:
-    run(KERNELS["log_softmax"], axis, threads, (x,), (out,))
+def log_softmax(
+    x: np.ndarray, where: np.ndarray | None, out: np.ndarray, axis: int, threads: int
+) -> None:
+    run(KERNELS["log_softmax"], axis, threads, (x,), where, (out,))
 
 
 def softmax_backward(
-    y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
+    y: np.ndarray,
+    grad: np.ndarray,
+    where: np.ndarray | None,
+    out: np.ndarray,
+    axis: int,
+    threads: int,
 ) -> None:
-    run(KERNELS["softmax_backward"], axis, threads, (y, grad), (out,))
+    run(KERNELS["softmax_backward"], axis, threads, (y, grad), where, (out,))
 
 
 def log_softmax_backward(
-    y: np.ndarray, grad: np.ndarray, out: np.ndarray, axis: int, threads: int
+    y: np.ndarray,
+    grad: np.ndarray,
+    where: np.ndarray | None,
+    out: np.ndarray,
+    axis: int,
+    threads: int,
 ) -> None:
-    run(KERNELS["log_softmax_backward"], axis, threads, (y, grad), (out,))
+    run(KERNELS["log_softmax_backward"], axis, threads, (y, grad), where, (out,))
 
 
 def softmax_jvp(
     x: np.ndarray,
     v: np.ndarray,
+    where: np.ndarray | None,
     out: np.ndarray,
     s_out: np.ndarray | None,
     axis: int,
     threads: int,
 ) -> None:
     if s_out is None:
-        run(KERNELS["softmax_jvp"], axis, threads, (x, v), (out,))
+        run(KERNELS["softmax_jvp"], axis, threads, (x, v), where, (out,))
     else:
-        run(KERNELS["softmax_jvp_with_softmax"], axis, threads, (x, v), (out, s_out))
+        run(KERNELS["softmax_jvp_with_softmax"], axis, threads, (x, v), where, (out, s_out))
 
 
 def logsumexp(
     x: np.ndarray,
     b: np.ndarray | None,
+    where: np.ndarray | None,
     out: np.ndarray,
     sign_out: np.ndarray | None,
     axis: int,
@@ -354,8 +409,8 @@ def logsumexp(
 ) -> None:
     sign = np.empty_like(out) if sign_out is None else sign_out
     if b is None:
-        run(KERNELS["logsumexp"], axis, threads, (x,), (out, sign))
+        run(KERNELS["logsumexp"], axis, threads, (x,), where, (out, sign))
     else:
-        run(KERNELS["weighted_logsumexp"], axis, threads, (x, b), (out, sign))
+        run(KERNELS["weighted_logsumexp"], axis, threads, (x, b), where, (out, sign))
     if sign_out is None:
         out[sign < 0] = np.nan  # the log of a negative sum

@@ -14,6 +14,7 @@ An `Operation` names its inputs and outputs (operands.py holds them as two tuple
 - ``element``: the output step at one element, of the loaded values, ``m`` and the constants,
   giving each output's value;
 - ``limit``: the rule for a row whose maximum is not finite (rows.hpp's Note on such rows);
+- ``masked``: the outputs at an entry the mask leaves out (none for per-row outputs);
 - ``streams``: whether the rows walk writes its output with non-temporal stores past the cache
   (primitives.py's Note on streaming stores);
 - ``per_row``: its outputs are per-row (logsumexp's): one element per row, ``(rows, 1)`` or
@@ -22,6 +23,11 @@ An `Operation` names its inputs and outputs (operands.py holds them as two tuple
 
 How two partial reductions combine belongs to the reduction kind (`Reduction.combine`): threads
 sharing a row or a tile's rows, and one tile's columns, all combine through it.
+
+With a mask (operands.py's Note on the mask), an entry it leaves out takes no part: it reads as
+-inf for the maximum, its terms are not summed (as if x were -inf and every other input 0), its
+outputs are ``masked``, and ``limit`` rules over the kept entries alone. A row with none kept
+has the maximum -inf, and so takes the limit: every output ``masked``, logsumexp's sum 0.
 """
 
 from __future__ import annotations
@@ -33,12 +39,14 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from .operands import kept, mask_of
 from .vec_exp import exp, row_max
 from .vector_loops import column_max
 
 
 class Reduction(NamedTuple):
-    """A kind of reduction: the row's maximum (or 0), per column over a tile, and ``combine``.
+    """A kind of reduction: the row's maximum (or 0), ``row_max(x, where)`` of a row and its
+    mask row (or None), per column over a tile, ``column_max(ins, t)``, and ``combine``.
 
     ``combine(ms, sums)`` takes the partials of consecutive slices, ``ms[p, c]`` and
     ``sums[p, s, c]`` (slice p, sum s, column c), and gives ``(m, totals, rescale)``: the
@@ -81,13 +89,13 @@ def _combine_plain(ms, sums):
 
 
 @njit(nogil=True)
-def _zero(x):
+def _zero(x, where):
     return x.dtype.type(0)
 
 
 @njit(nogil=True)
-def _zeros(x, t):
-    return np.zeros(t[2] - t[1], x.dtype)
+def _zeros(ins, t):
+    return np.zeros(t[2] - t[1], ins[0].dtype)
 
 
 @njit(nogil=True)
@@ -109,26 +117,30 @@ class Operation(NamedTuple):
     derive: Callable
     element: Callable
     limit: Callable
+    masked: tuple[float, ...] = ()
     streams: bool = False
     per_row: bool = False
 
 
 @njit(nogil=True)
-def limit_row(x, out, log):
-    """A row whose max is not finite (see rows.hpp); False when it came out NaN."""
+def limit_row(x, where, out, log):
+    """A row whose max is not finite (see rows.hpp), over the entries the mask row ``where``
+    keeps (None: all), the others as masked softmax or log_softmax outputs (the limit's miss);
+    False when it came out NaN."""
     infinite = 0
     nan = False
     for i in range(x.shape[0]):
-        infinite += x[i] == np.inf
-        nan |= x[i] != x[i]
+        infinite += kept(where, i, x[i] == np.inf, False)
+        nan |= kept(where, i, x[i] != x[i], False)
+    miss = x.dtype.type(-np.inf if log else 0)
     if nan or infinite == 0:
-        out[:] = np.nan
+        for i in range(x.shape[0]):
+            out[i] = kept(where, i, x.dtype.type(np.nan), miss)
         return False
     count = x.dtype.type(infinite)
     hit = x.dtype.type(0) - np.log(count) if log else x.dtype.type(1) / count  # +0 for one inf
-    miss = x.dtype.type(-np.inf if log else 0)
     for i in range(x.shape[0]):
-        out[i] = hit if x[i] == np.inf else miss
+        out[i] = kept(where, i, hit if x[i] == np.inf else miss, miss)
     return True
 
 
@@ -171,7 +183,7 @@ def _softmax_element(ins, outs, m, c):
 
 @njit(nogil=True)
 def _softmax_limit(ins, outs):
-    limit_row(ins[0], outs[0], False)
+    limit_row(ins[0], mask_of(ins), outs[0], False)
 
 
 # log_softmax: (x - m) - log(sum(e)).
@@ -187,7 +199,7 @@ def _log_softmax_element(ins, outs, m, c):
 
 @njit(nogil=True)
 def _log_softmax_limit(ins, outs):
-    limit_row(ins[0], outs[0], True)
+    limit_row(ins[0], mask_of(ins), outs[0], True)
 
 
 # softmax_backward: y (g - sum(y g)). A backward op's sum may be 0 and needs no division.
@@ -225,19 +237,27 @@ def _jvp_with_softmax_element(ins, outs, m, c):
 
 
 @njit(nogil=True)
+def _fill_jvp_limit(saturated, where, out):
+    """The Jacobian of a saturated softmax is zero; else NaN, but where the mask leaves out."""
+    value = out.dtype.type(0 if saturated else np.nan)
+    for i in range(out.shape[0]):
+        out[i] = kept(where, i, value, 0)
+
+
+@njit(nogil=True)
 def _jvp_limit(ins, outs):
-    saturated = limit_row(ins[0], outs[0], False)
-    outs[0][:] = 0 if saturated else np.nan  # the Jacobian of a saturated softmax is zero
+    where = mask_of(ins)
+    _fill_jvp_limit(limit_row(ins[0], where, outs[0], False), where, outs[0])
 
 
 @njit(nogil=True)
 def _jvp_with_softmax_limit(ins, outs):
-    saturated = limit_row(ins[0], outs[1], False)
-    outs[0][:] = 0 if saturated else np.nan
+    where = mask_of(ins)
+    _fill_jvp_limit(limit_row(ins[0], where, outs[1], False), where, outs[0])
 
 
 # logsumexp: m + log|sum(e b)| (b = 1 without it) and the sum's sign, per row; the public
-# function gives rows whose b is 0 as x = -inf (python/fastsoftmax/_logsumexp.py).
+# function masks out the entries whose b is 0 (python/fastsoftmax/_logsumexp.py).
 @njit(nogil=True)
 def _exp_of_x_times_b(ins, outs, m):
     return exp(ins[0] - m) * ins[1]
@@ -265,45 +285,45 @@ def _store_unshifted(s, outs):
 
 @njit(nogil=True)
 def _lse_limit(ins, outs):
-    x, s = ins[0], 0.0
+    x, where, s = ins[0], mask_of(ins), 0.0
     for i in range(x.shape[0]):
-        s += math.exp(np.float64(x[i]))
+        s += kept(where, i, math.exp(np.float64(x[i])), 0)
     _store_unshifted(s, outs)
 
 
 @njit(nogil=True)
 def _weighted_lse_limit(ins, outs):
-    x, b, s = ins[0], ins[1], 0.0
+    x, b, where, s = ins[0], ins[1], mask_of(ins), 0.0
     for i in range(x.shape[0]):
-        s += math.exp(np.float64(x[i])) * np.float64(b[i])
+        s += kept(where, i, math.exp(np.float64(x[i])) * np.float64(b[i]), 0)
     _store_unshifted(s, outs)
 
 
 # fmt: off
 SOFTMAX = Operation(
     "softmax", ("x",), ("out",), SHIFTED, ((_stored_exp, True),), True,
-    _softmax_derive, _softmax_element, _softmax_limit,
+    _softmax_derive, _softmax_element, _softmax_limit, (0.0,),
 )
 LOG_SOFTMAX = Operation(
     "log_softmax", ("x",), ("out",), SHIFTED, ((_exp_of_x, False),), False,
-    _log_softmax_derive, _log_softmax_element, _log_softmax_limit,
+    _log_softmax_derive, _log_softmax_element, _log_softmax_limit, (-np.inf,),
 )
 SOFTMAX_BACKWARD = Operation(
     "softmax_backward", ("y", "grad"), ("out",), PLAIN, ((_x_times_g, False),), False,
-    _backward_derive, _softmax_backward_element, _no_limit, streams=True,
+    _backward_derive, _softmax_backward_element, _no_limit, (0.0,), streams=True,
 )
 LOG_SOFTMAX_BACKWARD = Operation(
     "log_softmax_backward", ("y", "grad"), ("out",), PLAIN, ((_g, True),), False,
-    _backward_derive, _log_softmax_backward_element, _no_limit,
+    _backward_derive, _log_softmax_backward_element, _no_limit, (0.0,),
 )
 _JVP_TERMS = ((_stored_exp, True), (_stored_exp_times_g, False))
 SOFTMAX_JVP = Operation(
     "softmax_jvp", ("x", "v"), ("out",), SHIFTED, _JVP_TERMS, True,
-    _jvp_derive, _jvp_element, _jvp_limit,
+    _jvp_derive, _jvp_element, _jvp_limit, (0.0,),
 )
 SOFTMAX_JVP_WITH_SOFTMAX = Operation(
     "softmax_jvp_with_softmax", ("x", "v"), ("out", "s"), SHIFTED, _JVP_TERMS, True,
-    _jvp_derive, _jvp_with_softmax_element, _jvp_with_softmax_limit,
+    _jvp_derive, _jvp_with_softmax_element, _jvp_with_softmax_limit, (0.0, 0.0),
 )
 LOGSUMEXP = Operation(
     "logsumexp", ("x",), ("out", "sign"), SHIFTED, ((_exp_of_x, False),), False,

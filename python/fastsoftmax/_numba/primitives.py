@@ -1,77 +1,51 @@
 """What cpp/src/simd.hpp is to the C++ kernels: the compile options, LLVM intrinsics for row
 views that hold no reference, non-temporal stores and their fence, and the finiteness test.
 
-[Note: the compiled-code cache]
-Every compiled function of the package is made by `compiled`. Numba's own cache key covers the
-function's own source file only, and of a closure a pickle of its cells, which for a compiled
-function holds a random id: a closure would compile again in every process, and a walk would
-keep the code of an operation edited in another file. So the key here is the function's code
-with the size and time of every source file of the package and of ``_constants.json``, and the
-name of the operation a closure was made for.
+[Note: no compiled-code cache]
+The walks are closures over an operation's pieces, compiled once per operation in each process;
+nothing is cached on disk. Numba links the functions a compiled one calls by name (a qualified
+name, the argument types and a count of the functions the process compiled before it), and a
+walk loaded from a disk cache carries the callees it was compiled with: in a process that also
+compiles closures of its own, two different closures could meet under one name and one run in
+place of the other. Stress runs that mixed cached and fresh code saw wrong results and crashed
+(the column walks on two threads, masked and not); the same runs compiled in-process, with
+bounds checking on, were clean. So the cost is a first call of each operation and walk that
+compiles (about 6 s for a (64, 1000) softmax here), in every process. The qualified names
+still carry the operation a closure was made for (`compiled` and `inner`), so that a profile
+names it.
 """
 
 from __future__ import annotations
-
-import hashlib
-from pathlib import Path
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
-from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
 LINE_BYTES = 64
 
 
-def _can_cache() -> bool:
-    """Whether Numba finds a writable cache directory for this package (its __pycache__,
-    NUMBA_CACHE_DIR or the user's cache); without one, caching raises when a function is
-    decorated, and a read-only install must still compute, compiling in each process."""
-    try:
-        njit(cache=True)(_can_cache_probe)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return False
-    return True
-
-
-def _can_cache_probe():
-    return 0
-
-
-CAN_CACHE = _can_cache()
-_HERE = Path(__file__).parent
-_PACKAGE_FILES = [*sorted(_HERE.glob("*.py")), _HERE.parent / "_constants.json"]
-_SOURCES = hashlib.sha256(
-    repr([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in _PACKAGE_FILES]).encode()
-).hexdigest()
-
-
-class _PackageCache(FunctionCache):
-    """Numba's cache, keyed as the Note on the compiled-code cache says."""
-
-    def __init__(self, py_func, key: str) -> None:
-        super().__init__(py_func)
-        self._key = key
-
-    def _index_key(self, sig, codegen):
-        code = hashlib.sha256(self._py_func.__code__.co_code).hexdigest()
-        return (sig, codegen.magic_tuple(), (code, _SOURCES, self._key))
-
-
 def compiled(function=None, *, parallel=False, key=""):
-    """``function`` compiled with ``nogil``, cached when Numba can cache here; ``key`` names
-    the operation a closure was made for. As a decorator, with or without arguments."""
+    """``function`` compiled with ``nogil``; ``key`` names the operation a closure was made for
+    (the name a profiler shows). As a decorator, with or without arguments."""
     if function is None:
         return lambda f: compiled(f, parallel=parallel, key=key)
-    if key:  # the cache's file name, and the name a profiler shows
+    if key:
         function.__qualname__ = f"{key}.{function.__name__}"
-    dispatcher = njit(nogil=True, parallel=parallel)(function)
-    if CAN_CACHE:
-        dispatcher._cache = _PackageCache(function, key)
-    return dispatcher
+    return njit(nogil=True, parallel=parallel)(function)
+
+
+def inner(key: str, **options):
+    """A decorator: the function compiled with ``nogil`` (and ``options``) for compiled callers,
+    ``key`` (what a closure was made for) before its qualified name (the Note above)."""
+
+    def decorate(function):
+        function.__qualname__ = f"{key}.{function.__qualname__}"
+        return njit(nogil=True, **options)(function)
+
+    return decorate
 
 
 @compiled
@@ -92,12 +66,13 @@ def is_finite(v):
 
 @intrinsic
 def row(typingctx, a, r):
-    """``a[r]`` of a C-contiguous array of two or more dimensions, holding no reference."""
-    if not (isinstance(a, types.Array) and a.ndim >= 2 and a.layout == "C"):
+    """``a[r]`` of an array of two or more dimensions, holding no reference; C-contiguous when
+    ``a`` is, else strided (a mask, read through its own strides: operands.py)."""
+    if not (isinstance(a, types.Array) and a.ndim >= 2):
         return None
     if not isinstance(r, types.Integer):
         return None
-    view_type = a.copy(ndim=a.ndim - 1)
+    view_type = a.copy(ndim=a.ndim - 1, layout="C" if a.layout == "C" else "A")
 
     def codegen(context, builder, signature, args):
         array = make_array(a)(context, builder, args[0])

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from numba import njit
-
-from .operands import slices_of, store_at, values_at
-from .primitives import LINE_BYTES, is_finite, stream_copy
+from .operands import kept, mask_of, slices_of, store_at, values_at
+from .primitives import LINE_BYTES, inner, is_finite, stream_copy
 from .vector_loops import make_row_sums, store_exp
 
 # [Note: aliasing]
@@ -37,19 +35,20 @@ def make_row_kernels(op) -> SimpleNamespace:
     """The row kernels of operation ``op``: ``first_pass``, ``output``, ``row_op`` and
     ``streamed_output``."""
     row_max, derive, element, limit = op.reduction.row_max, op.derive, op.element, op.limit
-    keeps_exp = op.keeps_exp
+    keeps_exp, masked = op.keeps_exp, op.masked
+    jit = inner(op.name)
     row_sums = make_row_sums(op.terms)
     if op.per_row:  # its terms see no outputs: they have one element a row
         all_sums = row_sums
-        row_sums = njit(nogil=True)(lambda ins, outs, m: all_sums(ins, (), m))
+        row_sums = jit(lambda ins, outs, m: all_sums(ins, (), m))
     no_sums = (0.0,) * len(op.terms)
 
-    @njit(nogil=True)
+    @jit
     def first_pass(ins, outs):
         """``(m, sums)`` of a row or a slice of one: its maximum (0 for a plain reduction) and
         the float64 sums; nothing past the max when it is not finite."""
         x = ins[0]
-        m = row_max(x)
+        m = row_max(x, mask_of(ins))
         if not is_finite(m):
             return m, no_sums
         if keeps_exp:
@@ -57,18 +56,21 @@ def make_row_kernels(op) -> SimpleNamespace:
         return m, row_sums(ins, outs, m)
 
     def elementwise_output(ins, outs, m, constants):
-        """The outputs of a row or a slice of one: the element step, loaded and stored."""
+        """The outputs of a row or a slice of one: the element step, loaded and stored (the
+        masked outputs where the mask leaves an entry out)."""
+        where = mask_of(ins)
         for i in range(ins[0].shape[0]):
-            store_at(outs, i, element(values_at(ins, i), values_at(outs, i), m, constants))
+            values = element(values_at(ins, i), values_at(outs, i), m, constants)
+            store_at(outs, i, kept(where, i, values, masked))
 
     def per_row_output(ins, outs, m, constants):
         """The per-row outputs of a row, by the slice that starts it (the others' are empty)."""
         if outs[0].shape[0]:
             store_at(outs, 0, element((), (), m, constants))
 
-    output = njit(nogil=True)(per_row_output if op.per_row else elementwise_output)
+    output = jit(per_row_output if op.per_row else elementwise_output)
 
-    @njit(nogil=True)
+    @jit
     def row_op(ins, outs):
         m, sums = first_pass(ins, outs)
         if not is_finite(m):
@@ -76,7 +78,7 @@ def make_row_kernels(op) -> SimpleNamespace:
             return
         output(ins, outs, m, derive(sums, 1.0, ins[0]))
 
-    @njit(nogil=True)
+    @jit
     def streamed_output(ins, outs, m, constants, chunk):
         """`output` of a one-output row, its whole cache lines through ``chunk`` and
         `stream_copy`, the part before the first line and after the last stored normally."""

@@ -8,6 +8,7 @@ from numba import types
 from numba.extending import overload
 
 from .. import _constants
+from .operands import kept
 
 
 def exp(x):
@@ -22,8 +23,9 @@ def exp(x):
     raise NotImplementedError("only callable from Numba-compiled code")
 
 
-def row_max(row):
-    """The maximum of a contiguous row, NaN if the row's top key is a NaN.
+def row_max(row, where):
+    """The maximum of a contiguous row, NaN if the row's top key is a NaN; of its entries that
+    the mask row ``where`` keeps, -inf for none (None: every entry).
 
     [Note: integer keys]
     LLVM vectorises a float max reduction only if it may assume there are no NaNs. The bits of
@@ -78,11 +80,14 @@ def _make_row_max(float_t, int_t):
     sign_shift = int_t(np.iinfo(int_t).bits - 1)
     lowest_key = int_t(np.iinfo(int_t).min)
 
-    def row_max(row):
+    masked_key = float_t(-np.inf).view(int_t) ^ magnitude  # a masked entry reads as -inf
+
+    def row_max(row, where):
         bits = row.view(int_t)
         best = lowest_key
         for i in range(bits.shape[0]):
             key = bits[i] ^ ((bits[i] >> sign_shift) & magnitude)
+            key = kept(where, i, key, masked_key)
             best = key if key > best else best
         return int_t(best ^ ((best >> sign_shift) & magnitude)).view(float_t)
 
@@ -101,5 +106,5 @@ def _overload_exp(x):
 
 
 @overload(row_max)
-def _overload_row_max(row):
+def _overload_row_max(row, where):
     return _ROW_MAXES.get(row.dtype)

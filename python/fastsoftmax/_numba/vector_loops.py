@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .operands import slices_of, tile_rows_at, values_at
-from .primitives import is_finite, tile_row
+from .operands import kept, mask_of, slices_of, tile_rows_at, values_at
+from .primitives import inner, is_finite
 from .vec_exp import exp
 
 FOLD_ELEMENTS = 256
@@ -55,23 +55,25 @@ def compensated_result(total, carry):
 
 
 def make_row_sum(term, wide):
-    """The sum over contiguous rows ``(ins, outs)`` (operands.py) of ``term`` at each element,
-    in a loop that only reads (rows.py's Note on deterministic sums); with ``wide``, each term
-    is added in float64 (Note: compensated folding)."""
+    """The sum over contiguous rows ``(ins, outs)`` (operands.py) of ``term`` at each element
+    the mask keeps, in a loop that only reads (rows.py's Note on deterministic sums); with
+    ``wide``, each term is added in float64 (Note: compensated folding)."""
 
     def partial_sum(ins, outs, m):
-        part = ins[0].dtype.type(0)
+        where, part = mask_of(ins), ins[0].dtype.type(0)
         for i in range(ins[0].shape[0]):
-            part += term(values_at(ins, i), values_at(outs, i), m)
+            part += kept(where, i, term(values_at(ins, i), values_at(outs, i), m), 0)
         return part
 
     def wide_partial_sum(ins, outs, m):
-        part = 0.0
+        where, part = mask_of(ins), 0.0
         for i in range(ins[0].shape[0]):
-            part += np.float64(term(values_at(ins, i), values_at(outs, i), m))
+            value = kept(where, i, term(values_at(ins, i), values_at(outs, i), m), 0)
+            part += np.float64(value)
         return part
 
-    partial_sum = njit(nogil=True, fastmath={"reassoc"})(  # see the Note on fastmath
+    key = _key(((term, wide),))
+    partial_sum = inner(key, fastmath={"reassoc"})(  # see the Note on fastmath
         wide_partial_sum if wide else partial_sum
     )
 
@@ -83,41 +85,48 @@ def make_row_sum(term, wide):
             total, carry = add_compensated(total, carry, np.float64(part))
         return compensated_result(total, carry)
 
-    return njit(nogil=True)(fold_sum)
+    return inner(key)(fold_sum)
+
+
+def _key(terms) -> str:
+    """What closures over ``terms`` are made for (primitives.py's Note on the cache)."""
+    return "+".join(f"{term.__name__}:{wide}" for term, wide in terms)
 
 
 def make_row_sums(terms):
     """The tuple of the float64 sums of ``terms`` (``(term, wide)`` pairs) over a row."""
     first = make_row_sum(*terms[0])
     if len(terms) == 1:
-        return njit(nogil=True)(lambda ins, outs, m: (first(ins, outs, m),))
+        return inner(_key(terms))(lambda ins, outs, m: (first(ins, outs, m),))
     rest = make_row_sums(terms[1:])
-    return njit(nogil=True)(lambda ins, outs, m: (first(ins, outs, m), *rest(ins, outs, m)))
+    return inner(_key(terms))(lambda ins, outs, m: (first(ins, outs, m), *rest(ins, outs, m)))
 
 
 def _make_add_terms(terms, first=0):
-    """``part[first + s, c] += term_s(...)`` for each of ``terms``."""
+    """``part[first + s, c] += term_s(...)`` for each of ``terms``, where the mask row
+    ``where`` keeps column c."""
     term = terms[0][0]
     if len(terms) == 1:
 
-        def add(part, c, ins, outs, m):
-            part[first, c] += term(ins, outs, m)
+        def add(part, c, where, ins, outs, m):
+            part[first, c] += kept(where, c, term(ins, outs, m), 0)
 
     else:
         rest = _make_add_terms(terms[1:], first + 1)
 
-        def add(part, c, ins, outs, m):
-            part[first, c] += term(ins, outs, m)
-            rest(part, c, ins, outs, m)
+        def add(part, c, where, ins, outs, m):
+            part[first, c] += kept(where, c, term(ins, outs, m), 0)
+            rest(part, c, where, ins, outs, m)
 
-    return njit(nogil=True)(add)
+    return inner(f"{_key(terms)}@{first}")(add)
 
 
 def make_column_sums(terms, keeps_exp):
     """``sums[s, c]``, the float64 sums of ``terms`` down each column c of tile ``t`` of blocks
-    ``(ins, outs)``; with ``keeps_exp``, ``exp(x - m)`` is stored in the first output on the
-    way, for the terms to read. Each column's partial is sequential, so the terms are added in
-    the row's dtype whether or not they are wide, folded every FOLD_ROWS rows."""
+    ``(ins, outs)``, over the entries the mask keeps; with ``keeps_exp``, ``exp(x - m)`` is
+    stored in the first output on the way, for the terms to read. Each column's partial is
+    sequential, so the terms are added in the row's dtype whether or not they are wide, folded
+    every FOLD_ROWS rows."""
     add_terms = _make_add_terms(terms)
     count = len(terms)
 
@@ -128,10 +137,11 @@ def make_column_sums(terms, keeps_exp):
         total, carry = np.zeros((count, k1 - k0)), np.zeros((count, k1 - k0))
         for j in range(x.shape[1]):
             in_rows, out_rows = tile_rows_at(ins, i, j, k0, k1), tile_rows_at(outs, i, j, k0, k1)
+            where = mask_of(in_rows)
             for c in range(k1 - k0):
                 if keeps_exp:
                     out_rows[0][c] = exp(in_rows[0][c] - m[c])
-                add_terms(part, c, values_at(in_rows, c), values_at(out_rows, c), m[c])
+                add_terms(part, c, where, values_at(in_rows, c), values_at(out_rows, c), m[c])
             if (j + 1) % FOLD_ROWS == 0 or j + 1 == x.shape[1]:
                 for s in range(count):
                     for c in range(k1 - k0):
@@ -144,18 +154,22 @@ def make_column_sums(terms, keeps_exp):
                 total[s, c] = compensated_result(total[s, c], carry[s, c])
         return total
 
-    return njit(nogil=True)(column_sums)
+    return inner(f"{_key(terms)}:{keeps_exp}")(column_sums)
 
 
 @njit(nogil=True)
-def column_max(x, t):
-    """The maximum of each column of tile ``t`` (NaN loses, as in simd::max)."""
+def column_max(ins, t):
+    """The maximum of each column of tile ``t`` of the first input (NaN loses, as in
+    simd::max), of the entries the mask keeps: -inf for none."""
     i, k0, k1 = t
+    x = ins[0]
     m = np.full(k1 - k0, -np.inf, x.dtype)
     for j in range(x.shape[1]):
-        row = tile_row(x, i, j, k0, k1)
+        rows = tile_rows_at(ins, i, j, k0, k1)
+        row, where = rows[0], mask_of(rows)
         for c in range(m.shape[0]):
-            m[c] = row[c] if row[c] > m[c] else m[c]
+            value = kept(where, c, row[c], -np.inf)
+            m[c] = value if value > m[c] else m[c]
     return m
 
 
