@@ -145,16 +145,22 @@ struct TileView {
 // output step reads x, while another input (g) is read only by the step of the output that may
 // be it (Call's contract: an output is exactly an input or shares no memory with the inputs).
 template <class Operation, class P, class F, std::size_t... I>
-void for_each_output(const ByRole<P>& at, F&& f, std::index_sequence<I...>) {
-  for (const bool x_last : {false, true}) {
-    const auto visit = [&](auto role) {
-      if (at[role] && (at[role] == at[Role::x]) == x_last) f(role);
-    };
-    (visit(std::integral_constant<Role, Operation::kOutputs[I]>{}), ...);
+[[gnu::always_inline]] inline void for_each_output(const ByRole<P>& at, F&& f,
+                                                   std::index_sequence<I...>) {
+  if constexpr (sizeof...(I) == 1) {  // one output: no order to keep, and one copy of f's loop
+    constexpr Role role = Operation::kOutputs[0];
+    if (at[role]) f(std::integral_constant<Role, role>{});
+  } else {
+    for (const bool x_last : {false, true}) {
+      const auto visit = [&](auto role) {
+        if (at[role] && (at[role] == at[Role::x]) == x_last) f(role);
+      };
+      (visit(std::integral_constant<Role, Operation::kOutputs[I]>{}), ...);
+    }
   }
 }
 template <class Operation, class P, class F>
-void for_each_output(const ByRole<P>& at, F&& f) {
+[[gnu::always_inline]] inline void for_each_output(const ByRole<P>& at, F&& f) {
   for_each_output<Operation>(at, f, std::make_index_sequence<std::size(Operation::kOutputs)>{});
 }
 

@@ -146,7 +146,9 @@ template <class T>
 [[gnu::always_inline]] inline Predicate<T> kept_lanes(const std::uint8_t* p, std::int64_t count) {
   if (count == kLanes<T>) return predicate_of<T>(p);
   std::uint8_t bytes[16] = {};  // a row's last, partial vector
-  std::memcpy(bytes, p, static_cast<std::size_t>(count));
+  // count < kLanes here; the mask states it to GCC, whose -Wstringop-overflow otherwise sees
+  // a negative count once a walk is inlined into its caller.
+  std::memcpy(bytes, p, static_cast<std::size_t>(count) & (kLanes<T> - 1));
   return predicate_of<T>(bytes);
 }
 
@@ -166,7 +168,7 @@ template <class T>
 // against 27.5 this way). The lanes go out in halves, quarters, ...: at most log2(kLanes)
 // plain stores of constant size.
 template <class T>
-inline void store_first(T* p, Vec<T> v, std::int64_t count) {
+[[gnu::always_inline]] inline void store_first(T* p, Vec<T> v, std::int64_t count) {
   alignas(sizeof(Vec<T>)) T lanes[kLanes<T>];
   store(lanes, v);
   std::int64_t done = 0;
