@@ -438,17 +438,25 @@ def test_numpy_integers_are_axes(plain_backend, rng):
 
 
 # --------------------------------------------------------------------------------------------
-# The fast paths leave every axis but an int to the Python layer
+# Of the axes that are not an int, the C++ fast path takes a run of adjacent ones (which merge
+# in a C-contiguous array); Numba's leaves them all to the Python layer (_axes.try_fast)
 
 
 @pytest.mark.parametrize("backend", [b for b in ("cpp", "numba") if b in fsm.available_backends()])
-@pytest.mark.parametrize("axis", [(0, 1), (1,), None, ()], ids=repr)
-def test_fast_paths_decline_axis_tuples(backend, axis):
+@pytest.mark.parametrize("axis", [(0, 1), (1,), None, (), (0, 2), (2, 0, 1)], ids=repr)
+def test_fast_paths_take_runs_of_adjacent_axes(backend, axis):
     _backends.resolve(backend)  # loads it, and so its fast paths
     fast = _backends.fast_paths(backend)
-    x = np.zeros((3, 4))
-    assert fast["softmax"](x, None, axis, 1) is None
-    assert fast["softmax_backward"](x, x, None, axis, 1) is None
+    x = np.random.default_rng(0).standard_normal((3, 4, 5))
+    merged = {(0, 1): ((12, 5), 0), (1,): ((3, 4, 5), 1), None: ((60,), 0), (2, 0, 1): ((60,), 0)}
+    takes = backend == "cpp" and axis in merged
+    result = fast["softmax"](x, None, axis, 1)
+    assert (result is not None) == takes
+    if takes:  # the call on the merged view, with an int axis
+        shape, one_axis = merged[axis]
+        wanted = fast["softmax"](x.reshape(shape), None, one_axis, 1).reshape(x.shape)
+        np.testing.assert_array_equal(result, wanted)
+    assert (fast["softmax_backward"](x, x, None, axis, 1) is not None) == takes
 
 
 def test_all_axis_subsets_of_a_4d_array(plain_backend, rng):
