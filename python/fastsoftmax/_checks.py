@@ -136,9 +136,12 @@ def check_out(out: object, shape: tuple[int, ...], dtype: np.dtype, name: str) -
         raise ValueError(f"{name} must have the result's shape {shape}; got {out.shape}")
     if out.dtype != dtype:
         raise TypeError(f"{name} must have the result's dtype {dtype}; got {out.dtype}")
-    if not out.flags.writeable:
+    flags = out.flags  # looked up once: each lookup builds a flags object
+    if not flags.writeable:
         raise ValueError(f"{name} is read-only")
-    if _has_internal_overlap(out):
+    # A contiguous array's elements are distinct: the common case, settled in a tenth of the
+    # 0.7 us the general test takes (a fifth of a small softmax_jvp call).
+    if not (flags.c_contiguous or flags.f_contiguous) and _has_internal_overlap(out):
         raise ValueError(
             f"{name} has elements that share memory (a view made with as_strided or a zero "
             "stride); write the result into an array whose elements are distinct"
