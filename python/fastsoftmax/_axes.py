@@ -7,7 +7,8 @@ lengths long, and the other axes (the batch) keep their order, so an operand of 
 without the axes (a per-row result) already has the batch's shape and is passed as it is.
 With ``axis=()`` the merged axis has length 1: every entry is its own row. `try_fast` gives a
 backend's fast path (the Note in _backends.py) the same merged views, so a call whose axes
-merge costs the one-axis call plus the few microseconds of Python that merging takes.
+merge costs the one-axis call plus the few microseconds of Python that merging takes (the C++
+fast path merges a run of adjacent axes itself, before this: cpp/src/module.cpp).
 
 [Note: merging the axes]
 Two axes ``p`` then ``q`` of an array merge into one, as a view, when ``stride[p] == stride[q] *
