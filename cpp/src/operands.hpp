@@ -71,17 +71,6 @@ inline bool kept(const Row<T>& at, const ByRole<int64_t>& stride, int64_t i) {
   return !at.where || at.where[i * stride[Role::where]];
 }
 
-// [Note: exp of an excluded entry]
-// Under a mask, e = exp(x - m) is taken of 0 at an entry that takes no part, then set to 0,
-// rather than taken of the fill: exp(-inf) runs through the clamp's underflow, which Intel
-// cores finish in microcode. A causal (8, 12, 512, 512) float32 softmax took 4.5x the
-// unmasked time with the fill (Xeon, one thread; 1.1-1.4x on Zen 5), against 1.1x this way.
-template <class T>
-[[gnu::always_inline]] inline Vec<T> kept_exp(simd::Predicate<T> kept, Vec<T> x, Vec<T> m) {
-  const Vec<T> zero = simd::splat(T(0));
-  return simd::select<T>(kept, simd::exp_nonpositive<T>(simd::select<T>(kept, x - m, zero)), zero);
-}
-
 // Vector [i, i + count) of a contiguous row, for an operation whose row maximum is m (where its
 // reduction has one). Under a mask, an entry that takes no part loads as the reduction's fill
 // (x) or 0 (g), as lanes past the row's end do.
@@ -107,13 +96,7 @@ struct RowView {
   [[gnu::always_inline]] Vec<T> x() const { return load(Role::x, Red::template kFill<T>); }
   [[gnu::always_inline]] Vec<T> g() const { return load(Role::g, T(0)); }
   [[gnu::always_inline]] Vec<T> shifted() const { return x() - m; }
-  [[gnu::always_inline]] Vec<T> e() const {
-    if constexpr (IsMasked<Operation>::value) {  // the Note on exp of an excluded entry
-      return kept_exp<T>(kept(), load_n(row[Role::x] + i, count, T(0)), simd::splat(m));
-    } else {
-      return simd::exp_nonpositive<T>(shifted());
-    }
-  }
+  [[gnu::always_inline]] Vec<T> e() const { return simd::exp_nonpositive<T>(shifted()); }
 };
 
 // A view whose e is already at hand: computed by the walk (given), or kept in a scratch row.
@@ -154,14 +137,7 @@ struct TileView {
   [[gnu::always_inline]] Vec<T> x() const { return load(Role::x, Red::template kFill<T>); }
   [[gnu::always_inline]] Vec<T> g() const { return load(Role::g, T(0)); }
   [[gnu::always_inline]] Vec<T> shifted() const { return x() - m; }
-  [[gnu::always_inline]] Vec<T> e() const {
-    if constexpr (IsMasked<Operation>::value) {  // the Note on exp of an excluded entry
-      const T* x = tile.at[Role::x] + j * tile.stride[Role::x] + c;
-      return kept_exp<T>(kept(), load_n(x, count, T(0)), m);
-    } else {
-      return simd::exp_nonpositive<T>(shifted());
-    }
-  }
+  [[gnu::always_inline]] Vec<T> e() const { return simd::exp_nonpositive<T>(shifted()); }
 };
 
 // f(std::integral_constant<Role, r>) for each output role r of the operation that the call
