@@ -217,6 +217,12 @@ void second_pass(const Row<T>& row, int64_t begin, int64_t end,
   }
 }
 
+// A type as a value, to choose a lambda's instantiation.
+template <class O>
+struct As {
+  using Type = O;
+};
+
 // A row of at most kCachedRowBytes, for an operation that keeps e: e in the scratch row.
 template <class Operation, class T>
 void cached_row(const Row<T>& row, int64_t n, const RowContext<T>& ctx) {
@@ -250,13 +256,25 @@ void cached_row(const Row<T>& row, int64_t n, const RowContext<T>& ctx) {
   });
   const auto c = row_constants<Operation, T>(p);
   const auto prefetch = ctx.second_pass_prefetcher(r[Role::x], 0);
-  for_each_output<Operation>(r, [&](auto role) {
-    write_row(r[role], n, ctx.stream, [&](int64_t i, int64_t count) {
-      if constexpr (decltype(role)::value == Role::out) prefetch(i);
-      const StoredE<T, Unmasked<Operation>> view{{r, i, count, m}, e};
-      return output_at<Operation, decltype(role)::value>(c, view);
+  // The outputs as the operation decltype(as)::Type writes them.
+  const auto write_outputs = [&](auto as) {
+    for_each_output<Operation>(r, [&](auto role) {
+      write_row(r[role], n, ctx.stream, [&](int64_t i, int64_t count) {
+        if constexpr (decltype(role)::value == Role::out) prefetch(i);
+        const StoredE<T, Unmasked<Operation>> view{{r, i, count, m}, e};
+        return output_at<typename decltype(as)::Type, decltype(role)::value>(c, view);
+      });
     });
-  });
+  };
+  if constexpr (IsMasked<Operation>::value && OutputVanishesWithE<Operation>::value) {
+    // The stored e is 0 at every excluded entry, and so is the output there, unless a kept NaN
+    // made the sums NaN.
+    if (std::isfinite(p.sum[0].value())) {
+      write_outputs(As<Unmasked<Operation>>{});
+      return;
+    }
+  }
+  write_outputs(As<Operation>{});
 }
 
 // Whether row_op needs ctx.scratch (scratch_elements(n)) for rows of n.
