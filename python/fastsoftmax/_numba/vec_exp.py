@@ -64,7 +64,9 @@ def _make_exp(float_t, int_t, constants):
         half = n_int >> 1
         scale_a = int_t((half + bias) << mantissa_bits).view(float_t)
         scale_b = int_t((n_int - half + bias) << mantissa_bits).view(float_t)
-        return (p * scale_a) * scale_b
+        # At the lower clamp a factor of 0, not an underflow (cpp/src/vec_exp.hpp's Note on
+        # underflow: a -inf-filled causal softmax 3.9x slower on a Xeon); NaN stays NaN in p.
+        return (p * scale_a) * (scale_b if xc > lowest else float_t(0))
 
     return exp
 
