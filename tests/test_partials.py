@@ -3,22 +3,21 @@ of a chunk given the pair of its whole row (what a softmax split across chunks i
 
 The pairs are checked against float64 NumPy; the whole scheme (rows cut into chunks, their pairs
 combined, each chunk's softmax written from the combined pair) against the whole-row reference
-(`support.masked.expect_masked`), over every walk, masks and the special values. The Numba
-backend has no kernels for them yet (it raises NotImplementedError, checked below), so the
-backends here are the C++ one at each SIMD level and NumPy's.
+(`support.masked.expect_masked`), over every walk, masks and the special values, on every
+backend.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
+import fastsoftmax as fsm
 import numpy as np
 import pytest
 from fastsoftmax import _partials
 from hypothesis import given
 from hypothesis import strategies as st
-from support.backends import backend_variants, simd_level, variant_id
+from support.backends import threads
 from support.masked import expect_masked
 from support.reference import WIDE, narrow
 from support.tolerances import assert_matches, unit_roundoff
@@ -32,19 +31,6 @@ CASES = {
     "columns-split": ((4096, 16), 0, (4096, 1)),
     "gathered": ((17, 33, 65), 1, (33, 1)),
 }
-
-
-@pytest.fixture(params=[v for v in backend_variants() if v[0] != "numba"], ids=variant_id)
-def backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The C++ backend at each SIMD level, and NumPy's (no Numba kernels: module docstring)."""
-    name, level = request.param
-    with simd_level(level):
-        yield name
-
-
-def test_numba_has_no_partials_yet():
-    with pytest.raises(NotImplementedError, match="no Numba kernels yet"):
-        _partials.row_partials(np.zeros((2, 3)), backend="numba")
 
 
 def expected_pair(x: np.ndarray, where: np.ndarray | None, axis: int):
@@ -89,18 +75,24 @@ def chunked(x, where, axis, cuts, log, backend):
     return np.concatenate(pieces, axis=axis)
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_row_partials(case, backend, dtype, num_threads, rng):
-    shape, axis, mask_shape = CASES[case]
-    x = (3 * rng.standard_normal(shape)).astype(dtype)
-    where = None if mask_shape is None else rng.random(mask_shape) < 0.7
-    row_max, row_sum = _partials.row_partials(x, axis, where=where, backend=backend)
+def assert_pair(pair, x, where, axis, dtype):
+    """``pair`` is `expected_pair`'s in ``dtype``: the maximum exact, the sum within its bound."""
+    row_max, row_sum = pair
     want_max, want_sum, units = expected_pair(x, where, axis)
     assert row_max.dtype == dtype
     assert row_sum.dtype == dtype
     np.testing.assert_array_equal(row_max, want_max.astype(dtype))
     tol = (units + np.abs(want_sum)) * unit_roundoff(dtype)  # the bound, and rounding to dtype
     assert np.all(np.abs(row_sum - want_sum) <= tol), np.max(np.abs(row_sum - want_sum) / tol)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_row_partials(case, backend, dtype, num_threads, rng):
+    shape, axis, mask_shape = CASES[case]
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    where = None if mask_shape is None else rng.random(mask_shape) < 0.7
+    pair = _partials.row_partials(x, axis, where=where, backend=backend)
+    assert_pair(pair, x, where, axis, dtype)
 
 
 @pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
@@ -138,6 +130,56 @@ def test_special_rows_across_chunks(log, backend, dtype):
     name = "log_softmax" if log else "softmax"
     got = chunked(x, where, -1, [2, 3], log, backend)
     assert_matches(got, expect_masked(name, (x,), where, -1, dtype), name)
+
+
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_fortran_order(axis, log, backend, dtype, num_threads, rng):
+    """x, its mask and its pair in Fortran order: the kernels walk their C-ordered transposes
+    (axis 0: as rows, axis 1: as column tiles)."""
+    x = np.asfortranarray((3 * rng.standard_normal((6, 50, 7))).astype(dtype))
+    where = np.asfortranarray(rng.random(x.shape) < 0.7)
+    pair = _partials.row_partials(x, axis, where=where, backend=backend)
+    assert_pair(pair, x, where, axis, dtype)
+    row_max, row_sum = (np.asfortranarray(a) for a in pair)
+    got = _partials.softmax_given(x, row_max, row_sum, axis, log=log, where=where, backend=backend)
+    name = "log_softmax" if log else "softmax"
+    # Twice the whole-row bound: the pair's sum is rounded to the dtype.
+    assert_matches(got, expect_masked(name, (x,), where, axis, dtype).widened(2), name)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize(("shape", "axis"), [((64, 1000), -1), ((1000, 37), 0)], ids=str)
+def test_numba_given_the_rows_own_pair_is_its_softmax(shape, axis, log, masked, rng):
+    """Numba's softmax_given at the pair Numba's row_partials gives for the whole row is Numba's
+    softmax, bit for bit: the same maximum, derive and output step, and the same float64 sum
+    (softmax sums its stored exps, row_partials the same exps as it computes them: LLVM
+    vectorises the two loops alike). float64 only: in float32 the pair's sum is returned
+    rounded to float32, and log_softmax sums in float32 partials where row_partials' sum is
+    float64 (a softmax's denominator). One thread: softmax split between threads scales each
+    slice's exps by its own factor, which a given pair does not need."""
+    x = 3 * rng.standard_normal(shape)
+    where = rng.random(shape) < 0.7 if masked else None
+    forward = fsm.log_softmax if log else fsm.softmax
+    with threads(1):
+        pair = _partials.row_partials(x, axis, where=where, backend="numba")
+        got = _partials.softmax_given(x, *pair, axis, log=log, where=where, backend="numba")
+        want = forward(x, axis=axis, where=where, backend="numba")
+    np.testing.assert_array_equal(got, want)
+
+
+def test_pairs_row_partials_does_not_give(backend, dtype):
+    """A sum of 0 at a +inf or finite maximum, a NaN maximum: computed as the formula has them
+    (NumPy's result, inf and NaN included), not raised."""
+    inf, nan = np.inf, np.nan
+    x = np.array([[1.0, 2.0, inf], [1.0, 2.0, 3.0], [inf, 2.0, inf], [1.0, 2.0, 3.0]], dtype)
+    row_max = np.array([inf, 3.0, inf, nan], dtype)
+    row_sum = np.array([0.0, 0.0, 2.0, 1.0], dtype)
+    for log in (False, True):
+        got = _partials.softmax_given(x, row_max, row_sum, log=log, backend=backend)
+        want = _partials.softmax_given(x, row_max, row_sum, log=log, backend="numpy")
+        np.testing.assert_array_equal(got, want)
 
 
 def test_bad_pairs():

@@ -6,9 +6,9 @@ online softmax of Milakov and Gimelshein (2018): each chunk's rows reduced to th
 (`combine`), and each chunk's softmax or log-softmax written from the combined pair
 (`softmax_given`). Two reads of the data in all. The kernels are those of the whole-row
 functions (cpp/src/operations.hpp's Note on row partials), so a row split into chunks gives the
-whole row's result to the rounding of the combine. One integer axis; ``where=`` as in
-`fastsoftmax.softmax`. The C++ and NumPy backends have these kernels, the Numba one not yet:
-``backend=None`` takes the C++ one where it is built, else NumPy's.
+whole row's result to the rounding of the combine. One integer axis; ``where=`` and
+``backend=`` as in `fastsoftmax.softmax`: every backend has these kernels (the Numba ones in
+``_numba/operations.py``'s Note on row partials).
 """
 
 from __future__ import annotations
@@ -20,17 +20,6 @@ from . import _api, _backends, _checks
 from ._threads import get_num_threads
 
 
-def _module(backend: str | None):
-    """The backend's module: the default is the C++ one, or NumPy's without it."""
-    if backend is None:
-        return _backends.core() or _backends.resolve("numpy")
-    if backend == "numba":
-        raise NotImplementedError(
-            "the row partials have no Numba kernels yet; use backend='cpp' or 'numpy'"
-        )
-    return _backends.resolve(backend)
-
-
 def row_partials(
     x: ArrayLike, axis: int = -1, *, where: ArrayLike | None = None, backend: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +28,7 @@ def row_partials(
     (float32 for float16 and float32 input, else float64). A row whose maximum is ``+inf`` has
     the count of its ``+inf`` entries as its sum (the limit); one with no mass (all ``-inf``,
     nothing kept, or no entries) has maximum ``-inf`` and sum 0; a NaN makes the sum NaN."""
-    module = _module(backend)
+    module = _backends.resolve(backend)
     x = _checks.as_array(x)
     compute, _ = _checks.result_dtypes(x.dtype, "x")
     ax = _checks.normalize_axis(axis, x.ndim)
@@ -87,7 +76,7 @@ def softmax_given(
     ``(x - row_max) - log(row_sum)``. A ``+inf`` maximum gives the limit (``1/row_sum`` at the
     ``+inf`` entries, 0 elsewhere); a ``-inf`` one, a row with no mass, NaN (the whole-row
     functions' rule for an all ``-inf`` row). Entries ``where`` leaves out get 0 (``-inf``)."""
-    module = _module(backend)
+    module = _backends.resolve(backend)
     x = _checks.as_array(x)
     compute, dtype = _checks.result_dtypes(x.dtype, "x")
     ax = _checks.normalize_axis(axis, x.ndim)

@@ -1,16 +1,18 @@
 """Numba backend: the C++ kernels of ``cpp/src/`` as JIT-compiled loops, file for file.
 
-The six functions take the arguments ``_api.py`` passes every backend and compute what
-``_reference.py`` computes, to rounding; that module states the contract (one shape and one
-dtype, float32 or float64; a valid non-negative axis; outputs disjoint from the inputs or exactly
-one of them; ``where``, None or a boolean mask of x's shape). The fast paths (``try_*``) take no
-mask. ``_backends.py`` imports this package, and so Numba, only for the numba backend.
+The functions take the arguments ``_api.py`` (``_partials.py`` for the row partials) passes
+every backend and compute what ``_reference.py`` computes, to rounding; that module states the
+contract (one shape and one dtype, float32 or float64; a valid non-negative axis; outputs
+disjoint from the inputs or exactly one of them; ``where``, None or a boolean mask of x's
+shape). The fast paths (``try_*``) take no mask. ``_backends.py`` imports this package, and so
+Numba, only for the numba backend.
 
 ========================  =======================================================================
 ``primitives.py``         simd.hpp: compile options, row views, streaming stores, fence
 ``vec_exp.py``            vec_exp.hpp: exp and the row max
 ``vector_loops.py``       vector_loops.hpp: the compensated, folded row and column sums
-``operands.py``           block.hpp: the load/store layer over a call's operands, its mask too
+``operands.py``           block.hpp: the load/store layer over a call's operands, its mask and
+                          per-row inputs too
 ``operations.py``         the operations, each defined once
 ``rows.py``               rows.hpp: the row kernels of one operation
 ``columns.py``            columns.hpp: the column-tile kernels of one operation
@@ -21,13 +23,14 @@ mask. ``_backends.py`` imports this package, and so Numba, only for the numba ba
 
 [Note: operations and walks]
 An operation (operations.py) is data: its inputs and outputs, its reduction (shifted sums of
-terms of ``exp(x - max)``, or plain sums) and how partials of that kind combine, the per-row
-constants it derives, its output step at one element and its rule for rows whose maximum is not
-finite. ``kernels.make_kernels(operation)`` builds the walks (rows, rows shared by threads,
-streamed rows, tiles, tiles shared by threads, gathered columns) as closures over those pieces,
-so each walk is compiled once per operation and none tests which operation it runs; the walks
-and the pieces see the operands only as tuples, through operands.py. A new operation is its
-entry in operations.py, its line in ``kernels.KERNELS`` and its backend function in kernels.py.
+terms of ``exp(x - max)``, plain sums, or a given pair) and how partials of that kind combine,
+the per-row constants it derives, its output step at one element and its rule for rows whose
+maximum is not finite. ``kernels.make_kernels(operation)`` builds the walks (rows, rows shared
+by threads, streamed rows, tiles, tiles shared by threads, gathered columns) as closures over
+those pieces, so each walk is compiled once per operation and none tests which operation it
+runs; the walks and the pieces see the operands only as tuples, through operands.py. A new
+operation is its entry in operations.py, its line in ``kernels.KERNELS`` and its backend
+function in kernels.py.
 
 A mask is one more input, the last, read through its own strides (operands.py's Note on the
 mask): the loads and stores choose by it, so the walks are the same. A masked call compiles its
@@ -73,18 +76,24 @@ from .fast_path import try_log_softmax, try_log_softmax_backward, try_softmax, t
 from .kernels import (
     log_softmax,
     log_softmax_backward,
+    log_softmax_given,
     logsumexp,
+    row_partials,
     softmax,
     softmax_backward,
+    softmax_given,
     softmax_jvp,
 )
 
 __all__ = [
     "log_softmax",
     "log_softmax_backward",
+    "log_softmax_given",
     "logsumexp",
+    "row_partials",
     "softmax",
     "softmax_backward",
+    "softmax_given",
     "softmax_jvp",
     "try_log_softmax",
     "try_log_softmax_backward",

@@ -41,7 +41,7 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
     count = len(op.terms)
     # How many constants the operation derives (its `derive` run once in Python).
     constant_count = len(derive.py_func(np.ones(count), 1.0, np.ones(1)))
-    column_sums = make_column_sums(op.terms, op.keeps_exp)
+    column_sums = op.reduction.column_sums or make_column_sums(op.terms, op.keeps_exp)
     column_items = _make_column_items(constant_count)
     jit = inner(op.name)
     if op.per_row:  # its terms see no outputs: they have one element a row

@@ -207,15 +207,25 @@ KERNELS = {
         operations.SOFTMAX_JVP_WITH_SOFTMAX,
         operations.LOGSUMEXP,
         operations.WEIGHTED_LOGSUMEXP,
+        operations.ROW_PARTIALS,
+        operations.SOFTMAX_GIVEN,
+        operations.LOG_SOFTMAX_GIVEN,
     )
 }
 
 
 def run(
-    kernels, axis: int, threads: int, inputs: tuple, where: np.ndarray | None, outputs: tuple
+    kernels,
+    axis: int,
+    threads: int,
+    inputs: tuple,
+    where: np.ndarray | None,
+    outputs: tuple,
+    row_inputs: tuple = (),
 ) -> None:
-    """Hand the arrays to a walk as C-contiguous ``(M*K, N)`` rows or ``(M, N, K)`` blocks, and
-    the mask, if any, as the last input (`kernel_mask`).
+    """Hand the arrays to a walk as C-contiguous ``(M*K, N)`` rows or ``(M, N, K)`` blocks, the
+    per-row inputs (x's shape without the axis) after the others (`row_input`), and the mask,
+    if any, as the last input (`kernel_mask`).
 
     C- and Fortran-contiguous arrays are viewed, never copied (Fortran as its C-contiguous
     transpose, chosen by the first input); anything else goes through a C-contiguous scratch,
@@ -224,21 +234,31 @@ def run(
     x = inputs[0]
     if x.flags.f_contiguous and not x.flags.c_contiguous:
         inputs, outputs = tuple(a.T for a in inputs), tuple(a.T for a in outputs)
+        row_inputs = tuple(a.T for a in row_inputs)
         where = None if where is None else where.T
         x, axis = inputs[0], x.ndim - 1 - axis
     m, n = math.prod(x.shape[:axis]), x.shape[axis]
     k = x.size // (m * n)
     as_rows = k == 1 or n == 1
     block = (m * k, n) if as_rows else (m, n, k)
-    private = any(np.may_share_memory(outputs[0], a) for a in inputs)
-    ins = tuple(kernel_input(a, block) for a in inputs)
+    row_block = (m * k, 1) if as_rows else (m, 1, k)  # x's shape without the axis
+    # Plain loops and lists, not generators: this Python is all a (1, 10) call costs besides
+    # the walk (generators took 1 us more of its 7).
+    private = False
+    for a in inputs:
+        private = private or np.may_share_memory(outputs[0], a)
+    ins = [kernel_input(a, block) for a in inputs]
+    for a in row_inputs:
+        ins.append(row_input(a, row_block, block))
     if where is not None:
-        ins += (kernel_mask(where, axis, as_rows),)
+        ins.append(kernel_mask(where, axis, as_rows))
     copy_back: list[tuple[np.ndarray, np.ndarray]] = []
-    if kernels.operation.per_row:  # x's shape without the axis: one element a row
-        block = (m * k, 1) if as_rows else (m, 1, k)
-    outs = (kernel_output(outputs[0], block, as_rows or not private, copy_back),)
-    outs += tuple(kernel_output(a, block, True, copy_back) for a in outputs[1:])
+    if kernels.operation.per_row:  # one element a row
+        block = row_block
+    outs = [kernel_output(outputs[0], block, as_rows or not private, copy_back)]
+    for a in outputs[1:]:
+        outs.append(kernel_output(a, block, True, copy_back))
+    ins, outs = tuple(ins), tuple(outs)
     if as_rows:
         walk_rows(kernels, ins, outs, private, threads)
     else:
@@ -305,6 +325,12 @@ def kernel_input(a: np.ndarray, block: tuple) -> np.ndarray:
     if a.shape == block and a.flags.c_contiguous:
         return a
     return np.ascontiguousarray(a).reshape(block)
+
+
+def row_input(a: np.ndarray, row_block: tuple, block: tuple) -> np.ndarray:
+    """A per-row input as a read-only view of the walk's ``block`` whose stride along the axis
+    is 0 (operands.py's Note on per-row inputs), from ``a`` as a C-contiguous ``row_block``."""
+    return np.broadcast_to(np.ascontiguousarray(a).reshape(row_block), block)
 
 
 def kernel_mask(where: np.ndarray, axis: int, as_rows: bool) -> np.ndarray:
@@ -414,3 +440,38 @@ def logsumexp(
         run(KERNELS["weighted_logsumexp"], axis, threads, (x, b), where, (out, sign))
     if sign_out is None:
         out[sign < 0] = np.nan  # the log of a negative sum
+
+
+def row_partials(
+    x: np.ndarray,
+    where: np.ndarray | None,
+    max_out: np.ndarray,
+    sum_out: np.ndarray,
+    axis: int,
+    threads: int,
+) -> None:
+    run(KERNELS["row_partials"], axis, threads, (x,), where, (max_out, sum_out))
+
+
+def softmax_given(
+    x: np.ndarray,
+    where: np.ndarray | None,
+    row_max: np.ndarray,
+    row_sum: np.ndarray,
+    out: np.ndarray,
+    axis: int,
+    threads: int,
+) -> None:
+    run(KERNELS["softmax_given"], axis, threads, (x,), where, (out,), (row_max, row_sum))
+
+
+def log_softmax_given(
+    x: np.ndarray,
+    where: np.ndarray | None,
+    row_max: np.ndarray,
+    row_sum: np.ndarray,
+    out: np.ndarray,
+    axis: int,
+    threads: int,
+) -> None:
+    run(KERNELS["log_softmax_given"], axis, threads, (x,), where, (out,), (row_max, row_sum))

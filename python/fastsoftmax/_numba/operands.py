@@ -16,25 +16,48 @@ rows walk a (96, 512, 512) block of strides (0, 512, 1) for x's (49152, 512) row
 unravel a row or block index over those leading dimensions. Loads leave it out (`values_at`);
 `mask_of` gives it, and `kept` chooses by it between a value and its fill. Without a mask
 `mask_of` is None and `kept` the value itself, so the unmasked loops compile as before.
+
+[Note: per-row inputs]
+An input with one value per row (softmax_given's row_max and row_sum) is held with x's block
+shape and a zero stride along the axis (`kernels.row_input`), as cpp/src's per-row roles are:
+every view here takes its rows, slices and tiles as it takes x's, and every element of a row
+loads the row's value, a row's first element as well as any slice's. So nothing here or in
+the walks names it; only a block of rows (`_block_rows`) cannot reshape its strided view and
+slices it instead. Per-row outputs are not viewed so: each row's one element is stored once,
+``(rows, 1)`` or ``(M, 1, K)`` (operations.py's ``per_row``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
 from .primitives import row, tile_row
 
 
-@njit(nogil=True)
 def _block_rows(a, i, j0, j1):
-    """Rows [j0, j1) of block i of ``a`` as a C-contiguous (1, rows, K) block (``a[:, j0:j1]``
-    would lose the contiguous layout, and LLVM's vectorising with it: 4x slower). Of a per-row
-    output's (M, 1, K) block, the slice that starts the rows holds its one row, others none."""
-    rows = a[i, j0:j1]
-    return rows.reshape((1, rows.shape[0], a.shape[2]))
+    """Rows [j0, j1) of block i of ``a`` as a (1, rows, K) block: C-contiguous for a
+    C-contiguous ``a`` (``a[i : i + 1, j0:j1]`` would lose the contiguous layout, and LLVM's
+    vectorising with it: 4x slower), that slice for a per-row input's zero-stride block (the
+    Note on them). Of a per-row output's (M, 1, K) block, the slice that starts the rows holds
+    its one row, others none."""
+    raise NotImplementedError
+
+
+@overload(_block_rows)
+def _overload_block_rows(a, i, j0, j1):
+    if not isinstance(a, types.Array):
+        return None
+    if a.layout != "C":
+        return lambda a, i, j0, j1: a[i : i + 1, j0:j1]
+
+    def contiguous(a, i, j0, j1):
+        rows = a[i, j0:j1]
+        return rows.reshape((1, rows.shape[0], a.shape[2]))
+
+    return contiguous
 
 
 def _is_mask(t) -> bool:

@@ -37,7 +37,7 @@ def make_row_kernels(op) -> SimpleNamespace:
     row_max, derive, element, limit = op.reduction.row_max, op.derive, op.element, op.limit
     keeps_exp, masked = op.keeps_exp, op.masked
     jit = inner(op.name)
-    row_sums = make_row_sums(op.terms)
+    row_sums = op.reduction.row_sums or make_row_sums(op.terms)
     if op.per_row:  # its terms see no outputs: they have one element a row
         all_sums = row_sums
         row_sums = jit(lambda ins, outs, m: all_sums(ins, (), m))
@@ -48,7 +48,7 @@ def make_row_kernels(op) -> SimpleNamespace:
         """``(m, sums)`` of a row or a slice of one: its maximum (0 for a plain reduction) and
         the float64 sums; nothing past the max when it is not finite."""
         x = ins[0]
-        m = row_max(x, mask_of(ins))
+        m = row_max(ins)
         if not is_finite(m):
             return m, no_sums
         if keeps_exp:
