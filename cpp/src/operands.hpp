@@ -96,7 +96,19 @@ struct RowView {
   [[gnu::always_inline]] Vec<T> x() const { return load(Role::x, Red::template kFill<T>); }
   [[gnu::always_inline]] Vec<T> g() const { return load(Role::g, T(0)); }
   [[gnu::always_inline]] Vec<T> shifted() const { return x() - m; }
-  [[gnu::always_inline]] Vec<T> e() const { return simd::exp_nonpositive<T>(shifted()); }
+  [[gnu::always_inline]] Vec<T> e() const {
+    if constexpr (IsMasked<Operation>::value) {
+      // No exp where the mask keeps no lane: a causal mask leaves out half of a row's vectors,
+      // each a run of whole vectors, so the branch is mispredicted about once a row.
+      const auto keep = kept();
+      if (simd::none<T>(keep)) return simd::splat(T(0));
+      const Vec<T> fill = simd::splat(Red::template kFill<T>);
+      const Vec<T> x = load_n(row[Role::x] + i, count, Red::template kFill<T>);
+      return simd::exp_nonpositive<T>(simd::select<T>(keep, x, fill) - m);
+    } else {
+      return simd::exp_nonpositive<T>(shifted());
+    }
+  }
 };
 
 // A view whose e is already at hand: computed by the walk (given), or kept in a scratch row.

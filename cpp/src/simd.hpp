@@ -152,6 +152,24 @@ template <class T>
   return predicate_of<T>(bytes);
 }
 
+// Whether the predicate holds in no lane.
+template <class T>
+[[gnu::always_inline]] inline bool none(Predicate<T> kept) {
+#if defined(__AVX512F__)
+  return kept == 0;
+#elif defined(__AVX2__)
+  const auto bits = reinterpret_cast<__m256i>(kept);
+  return _mm256_testz_si256(bits, bits);
+#elif defined(__SSE2__)
+  return _mm_movemask_epi8(reinterpret_cast<__m128i>(kept)) == 0;
+#else
+  for (int i = 0; i < kLanes<T>; ++i) {
+    if (kept[i]) return false;
+  }
+  return true;
+#endif
+}
+
 // v where the predicate holds, `other` elsewhere.
 template <class T>
 [[gnu::always_inline]] inline Vec<T> select(Predicate<T> kept, Vec<T> v, Vec<T> other) {
