@@ -115,6 +115,40 @@ def test_log_softmax_bound(n, dist, orientation, backend, dtype):
     assert_matches(result, case.log, f"log_softmax N={n} {dist} {orientation}")
 
 
+# One maximum and n - 1 equal entries `gap` below it: every small term rounds the same way where
+# it is added to the 1, the worst case for lanes and blocks of plain sums (found by hypothesis;
+# these gaps were each past the log_softmax bound in some backend).
+DOMINATED = [(np.float32, 9.63), (np.float32, 16.64)] + [
+    (np.float64, g) for g in (14.0, 29.23, 36.0)
+]
+
+
+@pytest.mark.parametrize("orientation", ["row", "column"])
+@pytest.mark.parametrize("n", [9, 31, 200, 255, 511])
+@pytest.mark.parametrize(("dtype", "gap"), DOMINATED, ids=lambda v: getattr(v, "__name__", v))
+def test_one_maximum_over_many_equal_entries(dtype, gap, n, orientation, backend):
+    dtype = np.dtype(dtype)
+    row = np.array([0.0] + [-gap] * (n - 1)).astype(dtype)
+    with mpmath.workdps(40):
+        small = mpmath.mpf(float(row[1]))
+        log_total = mpmath.log(1 + (n - 1) * mpmath.exp(small))
+        exact_log = np.array([float(-log_total)] + [float(small - log_total)] * (n - 1))
+        exact_soft = np.array([float(mpmath.exp(v)) for v in (-log_total, small - log_total)])
+    exact_soft = exact_soft[np.minimum(np.arange(n), 1)]
+    x, axis = (row, -1) if orientation == "row" else (np.stack([row, row], axis=1), 0)
+    if orientation == "column":
+        exact_log, exact_soft = (np.stack([a, a], axis=1) for a in (exact_log, exact_soft))
+    u = unit_roundoff(dtype)
+    dist = -x.astype(np.float64)
+    log_tol = (LOG_C + 2 * dist + 2 * float(log_total)) * u
+    soft_tol = (SOFTMAX_C[dtype] + dist) * u * exact_soft
+    what = f"N={n} gap={gap} {orientation}"
+    assert_matches(
+        fsm.log_softmax(x, axis=axis, backend=backend), Expected(exact_log, log_tol), what
+    )
+    assert_matches(fsm.softmax(x, axis=axis, backend=backend), Expected(exact_soft, soft_tol), what)
+
+
 @pytest.mark.parametrize("n", [4096, 10**6])
 def test_backward_reduction_accuracy(n, backend, dtype):
     """The dot product of a long row: no long running sum in the working precision."""

@@ -336,8 +336,15 @@ struct WideSum {
     }
   }
   double total() const {
-    return sizeof(T) == 8 ? compensated_value(reduce_sum<double>(low), reduce_sum<double>(high))
-                          : reduce_sum<double>(low + high);
+    if constexpr (sizeof(T) == 8) {
+      // Across the lanes compensated too: one lane may hold a row's 1 and the others its small
+      // terms, which three plain additions would round three times.
+      double sum = 0, carry = reduce_sum<double>(high);
+      for (int i = 0; i < kLanes<double>; ++i) add_to(sum, carry, low[i]);
+      return compensated_value(sum, carry);
+    } else {
+      return reduce_sum<double>(low + high);
+    }
   }
 };
 

@@ -45,7 +45,22 @@ def _sum64(values: np.ndarray, axis: int) -> np.ndarray:
     # break the accuracy bound every backend promises. So: float64, along a contiguous copy.
     rows = np.ascontiguousarray(np.moveaxis(values, axis, -1), dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # a sum past the range is inf, as computed
-        return rows.sum(axis=-1)
+        total = rows.sum(axis=-1)
+    if values.dtype != np.float64 or rows.shape[-1] < 2:
+        return total  # float32 terms: float64 has 29 bits to spare for the roundings
+    # Float64 terms: pairwise sums add a row's small terms into its largest one several times,
+    # rounding each time (a log-sum of one 1 and 126 exps of -29 off by 15 units of rounding;
+    # the log_softmax bound is 8). So each term is split into a multiple of a grid per row, fine
+    # enough for the row's length, whose sums are exact in any order, and a small rest.
+    with np.errstate(invalid="ignore"):
+        top = np.max(np.abs(rows), axis=-1, keepdims=True)
+    _, exponent = np.frexp(np.where(np.isfinite(top), top, 1.0))
+    digits = np.finfo(np.float64).nmant + 1
+    grid = np.ldexp(1.0, np.maximum(exponent + int(rows.shape[-1]).bit_length() - digits, -1022))
+    with np.errstate(invalid="ignore"):
+        whole = np.round(rows / grid) * grid
+        split = whole.sum(axis=-1) + (rows - whole).sum(axis=-1)
+    return np.where(np.isfinite(total), split, total)
 
 
 def _sum(values: np.ndarray, axis: int) -> np.ndarray:

@@ -7,7 +7,8 @@ An `Operation` names its inputs and outputs (operands.py holds them as two tuple
   maximum ``m`` of ``x``, the first input), `PLAIN` (sums of terms of the loaded inputs) or
   `GIVEN` (``m`` and the one sum read from per-row inputs: the Note on row partials), with
   the terms, one per sum, each of ``(inputs, outputs, m)`` values at one element, and
-  whether it is added in float64 throughout (vector_loops.py's Note on compensated folding);
+  whether it is added in float64 throughout (vector_loops.py's Note on compensated folding)
+  and, optionally, whether its values lie in [0, 1] (e itself: that Note on sums of exps);
 - ``keeps_exp``: ``e`` is stored in the first output by the first pass, for the terms and the
   output step to read back (the sums of stored exps are then wide);
 - ``derive``: the per-row constants in the dtype of ``like`` (an array), from the combined sums
@@ -185,7 +186,7 @@ class Operation(NamedTuple):
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     reduction: Reduction
-    terms: tuple[tuple[Callable, bool], ...]  # (term, wide), one per sum
+    terms: tuple[tuple, ...]  # (term, wide[, unit]), one per sum (vector_loops.py)
     keeps_exp: bool
     derive: Callable
     element: Callable
@@ -433,11 +434,11 @@ def _log_softmax_given_limit(ins, outs):
 
 # fmt: off
 SOFTMAX = Operation(
-    "softmax", ("x",), ("out",), SHIFTED, ((_stored_exp, True),), True,
+    "softmax", ("x",), ("out",), SHIFTED, ((_stored_exp, True, True),), True,
     _softmax_derive, _softmax_element, _softmax_limit, (0.0,),
 )
 LOG_SOFTMAX = Operation(
-    "log_softmax", ("x",), ("out",), SHIFTED, ((_exp_of_x, False),), False,
+    "log_softmax", ("x",), ("out",), SHIFTED, ((_exp_of_x, False, True),), False,
     _log_softmax_derive, _log_softmax_element, _log_softmax_limit, (-np.inf,),
 )
 SOFTMAX_BACKWARD = Operation(
@@ -448,7 +449,7 @@ LOG_SOFTMAX_BACKWARD = Operation(
     "log_softmax_backward", ("y", "grad"), ("out",), PLAIN, ((_g, True),), False,
     _sum_derive, _log_softmax_backward_element, _no_limit, (0.0,),
 )
-_JVP_TERMS = ((_stored_exp, True), (_stored_exp_times_g, False))
+_JVP_TERMS = ((_stored_exp, True, True), (_stored_exp_times_g, False))
 SOFTMAX_JVP = Operation(
     "softmax_jvp", ("x", "v"), ("out",), SHIFTED, _JVP_TERMS, True,
     _jvp_derive, _jvp_element, _jvp_limit, (0.0,),
@@ -458,7 +459,7 @@ SOFTMAX_JVP_WITH_SOFTMAX = Operation(
     _jvp_derive, _jvp_with_softmax_element, _jvp_with_softmax_limit, (0.0, 0.0),
 )
 LOGSUMEXP = Operation(
-    "logsumexp", ("x",), ("out", "sign"), SHIFTED, ((_exp_of_x, False),), False,
+    "logsumexp", ("x",), ("out", "sign"), SHIFTED, ((_exp_of_x, False, True),), False,
     _lse_derive, _lse_element, _lse_limit, per_row=True,
 )
 WEIGHTED_LOGSUMEXP = Operation(
@@ -467,7 +468,7 @@ WEIGHTED_LOGSUMEXP = Operation(
 )
 # Its sum is wide, as softmax sums its stored exps: it is a softmax's denominator.
 ROW_PARTIALS = Operation(
-    "row_partials", ("x",), ("row_max", "row_sum"), SHIFTED, ((_exp_of_x, True),), False,
+    "row_partials", ("x",), ("row_max", "row_sum"), SHIFTED, ((_exp_of_x, True, True),), False,
     _sum_derive, _row_partials_element, _row_partials_limit, per_row=True,
 )
 # The forwards with the pair given: their terms only count the one sum GIVEN reads.

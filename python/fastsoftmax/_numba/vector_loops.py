@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
+from numba.np.numpy_support import as_dtype
 
 from .operands import kept, mask_of, slices_of, tile_rows_at, values_at
 from .primitives import inner, is_finite
@@ -54,10 +56,26 @@ def compensated_result(total, carry):
     return total + carry if is_finite(total) else total  # inf - inf in the carry is no NaN
 
 
-def make_row_sum(term, wide):
+# [Note: sums of exps]
+# A shifted reduction's sum of e = exp(x - m) holds a 1 (at the maximum) and often many terms
+# far below it; LLVM's lanes and their final reduction add those into the lane holding the 1,
+# rounding each time. A float32 row of a 0 and 254 entries of -16.6 came out with a log-sum off
+# by 19 units of rounding, a float64 row of 31 by 8 (the log_softmax bound is 8). So a sum of
+# terms in [0, 1] splits each, scaled by a power of two, into its whole part and the rest: the
+# whole parts of FOLD_ELEMENTS terms add exactly in the row's dtype in any order, and the rests
+# are small. It costs the forwards 5-15% (Intel Xeon, one thread, float64 and float32
+# log_softmax); a wide sum of float32 terms needs no split.
+_UNIT_SCALE = {
+    np.dtype(d): 2.0 ** (np.finfo(d).nmant + 1 - int(np.log2(FOLD_ELEMENTS)))
+    for d in (np.float32, np.float64)
+}
+
+
+def make_row_sum(term, wide, unit=False):
     """The sum over contiguous rows ``(ins, outs)`` (operands.py) of ``term`` at each element
     the mask keeps, in a loop that only reads (rows.py's Note on deterministic sums); with
-    ``wide``, each term is added in float64 (Note: compensated folding)."""
+    ``wide``, each term is added in float64 (Note: compensated folding); with ``unit``, the
+    terms lie in [0, 1] and are split (Note: sums of exps)."""
 
     def partial_sum(ins, outs, m):
         where, part = mask_of(ins), ins[0].dtype.type(0)
@@ -72,10 +90,29 @@ def make_row_sum(term, wide):
             part += np.float64(value)
         return part
 
-    key = _key(((term, wide),))
-    partial_sum = inner(key, fastmath={"reassoc"})(  # see the Note on fastmath
-        wide_partial_sum if wide else partial_sum
+    def unit_partial_sum(ins, outs, m):
+        where, dtype = mask_of(ins), ins[0].dtype
+        scale = dtype.type(_unit_scale(dtype))
+        whole = rest = dtype.type(0)
+        for i in range(ins[0].shape[0]):
+            value = kept(where, i, term(values_at(ins, i), values_at(outs, i), m), 0) * scale
+            part = np.floor(value)
+            whole += part
+            rest += value - part
+        return (np.float64(whole) + np.float64(rest)) / np.float64(scale)
+
+    key = _key(((term, wide, unit),))
+    fast = inner(key, fastmath={"reassoc"})  # see the Note on fastmath
+    partial_sum = fast(
+        unit_partial_sum if unit and not wide else wide_partial_sum if wide else partial_sum
     )
+    if unit and wide:  # float32 terms added in float64 are exact enough; float64 ones split
+        wide_sum, unit_sum = partial_sum, fast(unit_partial_sum)
+        partial_sum = inner(key)(
+            lambda ins, outs, m: (
+                wide_sum(ins, outs, m) if _is_single(ins[0].dtype) else unit_sum(ins, outs, m)
+            )
+        )
 
     def fold_sum(ins, outs, m):
         total = carry = 0.0
@@ -88,9 +125,29 @@ def make_row_sum(term, wide):
     return inner(key)(fold_sum)
 
 
+def _unit_scale(dtype):
+    """The scale of a unit sum's terms in ``dtype`` (Note: sums of exps)."""
+
+
+@overload(_unit_scale)
+def _overload_unit_scale(dtype):
+    scale = _UNIT_SCALE[as_dtype(dtype.dtype)]
+    return lambda dtype: scale
+
+
+def _is_single(dtype):
+    """Whether ``dtype`` is float32, a constant of the compiled code."""
+
+
+@overload(_is_single)
+def _overload_is_single(dtype):
+    single = as_dtype(dtype.dtype) == np.float32
+    return lambda dtype: single
+
+
 def _key(terms) -> str:
     """What closures over ``terms`` are made for (primitives.py's Note on the cache)."""
-    return "+".join(f"{term.__name__}:{wide}" for term, wide in terms)
+    return "+".join(f"{term.__name__}:{':'.join(map(str, flags))}" for term, *flags in terms)
 
 
 def make_row_sums(terms):
@@ -104,21 +161,29 @@ def make_row_sums(terms):
 
 def _make_add_terms(terms, first=0):
     """``part[first + s, c] += term_s(...)`` for each of ``terms``, where the mask row
-    ``where`` keeps column c."""
-    term = terms[0][0]
-    if len(terms) == 1:
+    ``where`` keeps column c; a unit term's scaled value is split between ``part`` and ``rest``
+    (Note: sums of exps)."""
+    term, unit = terms[0][0], _is_unit(terms[0])
+    others = _make_add_terms(terms[1:], first + 1) if len(terms) > 1 else None
 
-        def add(part, c, where, ins, outs, m):
-            part[first, c] += kept(where, c, term(ins, outs, m), 0)
-
-    else:
-        rest = _make_add_terms(terms[1:], first + 1)
-
-        def add(part, c, where, ins, outs, m):
-            part[first, c] += kept(where, c, term(ins, outs, m), 0)
-            rest(part, c, where, ins, outs, m)
+    def add(part, rest, c, where, ins, outs, m):
+        value = kept(where, c, term(ins, outs, m), 0)
+        if unit:
+            value = value * part.dtype.type(_unit_scale(part.dtype))
+            whole = np.floor(value)
+            part[first, c] += whole
+            rest[first, c] += value - whole
+        else:
+            part[first, c] += value
+        if others is not None:
+            others(part, rest, c, where, ins, outs, m)
 
     return inner(f"{_key(terms)}@{first}")(add)
+
+
+def _is_unit(term) -> bool:
+    """Whether a ``(term, wide[, unit])`` entry's values lie in [0, 1]."""
+    return len(term) > 2 and term[2]
 
 
 def make_column_sums(terms, keeps_exp):
@@ -129,26 +194,29 @@ def make_column_sums(terms, keeps_exp):
     every FOLD_ROWS rows."""
     add_terms = _make_add_terms(terms)
     count = len(terms)
+    units = tuple(_is_unit(term) for term in terms)
 
     def column_sums(ins, outs, m, t):
         i, k0, k1 = t
         x = ins[0]
-        part = np.zeros((count, k1 - k0), x.dtype)
+        part, rest = np.zeros((count, k1 - k0), x.dtype), np.zeros((count, k1 - k0), x.dtype)
         total, carry = np.zeros((count, k1 - k0)), np.zeros((count, k1 - k0))
+        scale = np.float64(_unit_scale(x.dtype))
         for j in range(x.shape[1]):
             in_rows, out_rows = tile_rows_at(ins, i, j, k0, k1), tile_rows_at(outs, i, j, k0, k1)
             where = mask_of(in_rows)
             for c in range(k1 - k0):
                 if keeps_exp:
                     out_rows[0][c] = exp(in_rows[0][c] - m[c])
-                add_terms(part, c, where, values_at(in_rows, c), values_at(out_rows, c), m[c])
+                add_terms(part, rest, c, where, values_at(in_rows, c), values_at(out_rows, c), m[c])
             if (j + 1) % FOLD_ROWS == 0 or j + 1 == x.shape[1]:
                 for s in range(count):
                     for c in range(k1 - k0):
-                        total[s, c], carry[s, c] = add_compensated(
-                            total[s, c], carry[s, c], part[s, c]
-                        )
-                        part[s, c] = 0
+                        value = np.float64(part[s, c])
+                        if units[s]:
+                            value = (value + np.float64(rest[s, c])) / scale
+                        total[s, c], carry[s, c] = add_compensated(total[s, c], carry[s, c], value)
+                        part[s, c] = rest[s, c] = 0
         for s in range(count):
             for c in range(k1 - k0):
                 total[s, c] = compensated_result(total[s, c], carry[s, c])
