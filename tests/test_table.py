@@ -23,7 +23,11 @@ def _computing_functions() -> set[str]:
 
 # Functions with a result of another shape than x's, which the table's generic tests cannot
 # take yet (its Note on the kinds to come), and the file that tests each instead.
-OWN_TEST_FILES = {"logsumexp": "test_logsumexp.py"}
+OWN_TEST_FILES = {
+    "logsumexp": "test_logsumexp.py",
+    "softmax_jacobian": "test_jacobian.py",
+    "log_softmax_jacobian": "test_jacobian.py",
+}
 
 
 def test_every_public_function_has_an_entry():
