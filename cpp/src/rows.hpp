@@ -92,14 +92,17 @@ T row_max_of(const Row<T>& r, int64_t begin, int64_t n) {
     const auto x = [&](int64_t i, int64_t count) {
       return RowView<T, Operation>{r, begin + i, count, T(0)}.x();
     };
-    Vec<T> m0 = simd::splat(-kInf<T>), m1 = m0;  // two chains: max's latency, not its rate
+    // Four chains, as row_max: max's latency, not its rate.
+    Vec<T> m0 = simd::splat(-kInf<T>), m1 = m0, m2 = m0, m3 = m0;
     int64_t i = 0;
-    for (; i + 2 * L<T> <= n; i += 2 * L<T>) {
+    for (; i + 4 * L<T> <= n; i += 4 * L<T>) {
       m0 = simd::max<T>(x(i, L<T>), m0);
       m1 = simd::max<T>(x(i + L<T>, L<T>), m1);
+      m2 = simd::max<T>(x(i + 2 * L<T>, L<T>), m2);
+      m3 = simd::max<T>(x(i + 3 * L<T>, L<T>), m3);
     }
     for (; i < n; i += L<T>) m0 = simd::max<T>(x(i, std::min(L<T>, n - i)), m0);
-    return simd::reduce_max<T>(simd::max<T>(m0, m1));
+    return simd::reduce_max<T>(simd::max<T>(simd::max<T>(m0, m1), simd::max<T>(m2, m3)));
   } else {
     return row_max(r[Role::x] + begin, n);
   }
