@@ -49,9 +49,10 @@ def _sum64(values: np.ndarray, axis: int) -> np.ndarray:
     if values.dtype != np.float64 or rows.shape[-1] < 2:
         return total  # float32 terms: float64 has 29 bits to spare for the roundings
     # Float64 terms: pairwise sums add a row's small terms into its largest one several times,
-    # rounding each time (a log-sum of one 1 and 126 exps of -29 off by 15 units of rounding;
-    # the log_softmax bound is 8). So each term is split into a multiple of a grid per row, fine
-    # enough for the row's length, whose sums are exact in any order, and a small rest.
+    # rounding each time (a row of one 0 and 126 entries of -29.2: its log-sum off by 22 units
+    # of rounding; the log_softmax bound is 8). So each term is split into a multiple of a grid
+    # per row, fine enough for the row's length, whose sums are exact in any order, and a small
+    # rest.
     with np.errstate(invalid="ignore"):
         top = np.max(np.abs(rows), axis=-1, keepdims=True)
     _, exponent = np.frexp(np.where(np.isfinite(top), top, 1.0))
