@@ -207,3 +207,18 @@ def test_a_numba_that_fails_to_import_is_not_available():
     backends, error = proc.stdout.splitlines()
     assert "numba" not in backends
     assert error == "RuntimeError True"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hot_loops_use_512_bit_vectors_where_the_machine_has_them(dtype):
+    # primitives.py's Note on 512-bit vectors: without the attribute LLVM keeps to 256 bits.
+    from fastsoftmax._numba.vector_loops import store_exp
+    from llvmlite import binding
+
+    x, e = np.zeros(64, dtype), np.empty(64, dtype)
+    store_exp(x, dtype(0), e)
+    np.testing.assert_array_equal(e, 1)
+    signature = store_exp.signatures[-1]
+    assembly = store_exp.inspect_asm(signature)
+    has_avx512 = binding.get_host_cpu_features().get("avx512f", False)
+    assert ("zmm" in assembly) == has_avx512

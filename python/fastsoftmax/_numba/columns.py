@@ -19,7 +19,7 @@ from .operands import (
     tile_rows_at,
     values_at,
 )
-from .primitives import inner, is_finite
+from .primitives import inner, is_finite, prefer_wide_vectors
 from .vector_loops import make_column_sums
 
 
@@ -72,6 +72,7 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
     def elementwise_output(ins, outs, t, m, constants):
         """The outputs of tile ``t``: the element step, loaded and stored, across each row (the
         masked outputs where the mask leaves an entry out)."""
+        prefer_wide_vectors()
         i, k0, k1 = t
         for j in range(ins[0].shape[1]):
             in_rows, out_rows = tile_rows_at(ins, i, j, k0, k1), tile_rows_at(outs, i, j, k0, k1)

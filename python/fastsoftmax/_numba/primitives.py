@@ -48,6 +48,30 @@ def inner(key: str, **options):
     return decorate
 
 
+# [Note: 512-bit vectors]
+# On AVX-512 machines LLVM vectorises for 256-bit registers unless a function asks for more
+# (its tuning for Intel cores since Skylake-SP, against their clock drop), and Numba gives no
+# option for it; the C++ backend uses the 512-bit ones on the same machines. So each function
+# holding a hot loop starts with `prefer_wide_vectors()`, which gives that function LLVM's
+# "prefer-vector-width"="512" attribute: the loops are vectorised in the function that holds
+# them, before callers inline it. Measured on an Intel Xeon (Rocket Lake), a fold of 256
+# exps' sum: float32 0.35 -> 0.27 ns an element, float64 0.93 -> 0.60. Without AVX-512 the
+# attribute changes nothing. llvmlite's attribute set admits only the attributes it names, so
+# this one goes into the set directly; test_numba_vectors.py checks that the kernels use
+# 512-bit registers where the machine has them.
+
+
+@intrinsic
+def prefer_wide_vectors(typingctx):
+    """Asks LLVM to vectorise the calling function's loops with 512-bit vectors."""
+
+    def codegen(context, builder, signature, args):
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
 @compiled
 def is_finite(v):
     return -np.inf < v < np.inf

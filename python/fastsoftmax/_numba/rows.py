@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from .operands import kept, mask_of, slices_of, store_at, values_at
-from .primitives import LINE_BYTES, inner, is_finite, stream_copy
+from .primitives import LINE_BYTES, inner, is_finite, prefer_wide_vectors, stream_copy
 from .vector_loops import make_row_sums, store_exp
 
 # [Note: aliasing]
@@ -58,6 +58,7 @@ def make_row_kernels(op) -> SimpleNamespace:
     def elementwise_output(ins, outs, m, constants):
         """The outputs of a row or a slice of one: the element step, loaded and stored (the
         masked outputs where the mask leaves an entry out)."""
+        prefer_wide_vectors()
         where = mask_of(ins)
         for i in range(ins[0].shape[0]):
             values = element(values_at(ins, i), values_at(outs, i), m, constants)

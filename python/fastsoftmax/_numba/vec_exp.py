@@ -9,6 +9,7 @@ from numba.extending import overload
 
 from .. import _constants
 from .operands import kept
+from .primitives import prefer_wide_vectors
 
 
 def exp(x):
@@ -85,6 +86,7 @@ def _make_row_max(float_t, int_t):
     masked_key = float_t(-np.inf).view(int_t) ^ magnitude  # a masked entry reads as -inf
 
     def row_max(row, where):
+        prefer_wide_vectors()
         bits = row.view(int_t)
         best = lowest_key
         for i in range(bits.shape[0]):
