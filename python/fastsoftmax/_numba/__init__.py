@@ -44,6 +44,7 @@ instead of hand-written intrinsics:
 - The row max works on integer keys (vec_exp.py's Note): LLVM vectorises no float max reduction.
 - Partial sums stay in the row's dtype for 256 elements (8 rows of a tile), but for the sums of
   stored exps, which are float64 throughout (vector_loops.py's Notes).
+- Each function holding a hot loop asks LLVM for 512-bit vectors (primitives.py's Note).
 - Tiles are as wide as K allows up to 16384 columns (kernels.py's Note on tile width). With
   fewer tiles than threads, the threads share each tile's rows, as in kernels.cpp ((4096, 1024)
   along axis 0 on 2 threads: softmax 3.1-3.4 -> 1.4 ms, backward 2.9-3.3 -> 1.6 against
