@@ -57,8 +57,8 @@ def inner(key: str, **options):
 # them, before callers inline it. Measured on an Intel Xeon (Rocket Lake), a fold of 256
 # exps' sum: float32 0.35 -> 0.27 ns an element, float64 0.93 -> 0.60. Without AVX-512 the
 # attribute changes nothing. llvmlite's attribute set admits only the attributes it names, so
-# this one goes into the set directly; test_numba_vectors.py checks that the kernels use
-# 512-bit registers where the machine has them.
+# this one goes into the set directly; test_numba_backend.py checks that the kernels use
+# 512-bit registers where the machine has them. Loops too short for them go without it.
 
 
 @intrinsic
