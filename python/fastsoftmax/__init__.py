@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._api import log_softmax, log_softmax_backward, softmax, softmax_backward, softmax_jvp
 from ._backends import available_backends
 from ._config import show_config
+from ._cross_entropy import softmax_cross_entropy
 from ._jacobian import log_softmax_jacobian, softmax_jacobian
 from ._logsumexp import logsumexp
 from ._threads import get_num_threads, set_num_threads
@@ -29,6 +30,7 @@ __all__ = [
     "show_config",
     "softmax",
     "softmax_backward",
+    "softmax_cross_entropy",
     "softmax_jacobian",
     "softmax_jvp",
 ]
