@@ -1,4 +1,5 @@
-"""The costs of axis tuples, masks and logsumexp, as ratios measured in one process.
+"""The costs of axis tuples, masks, logsumexp and the cross-entropy, as ratios measured in one
+process.
 
     python bench/features.py [--threads 1,2] [--quick]
 
@@ -14,6 +15,12 @@ Each line is one comparison with its target:
 - logsumexp on every shape of the bench suite (along its axis) against
   scipy.special.logsumexp (target 3x) and torch.logsumexp (target 1.3x). Every call allocates
   its result, as a user's call does.
+
+- softmax_cross_entropy, loss and gradient, of float32 logits (64, 1000), (8, 50257) and
+  (512, 50257) against integer labels (and with label smoothing 0.1): against PyTorch's
+  ``F.cross_entropy`` forward and backward through autograd from NumPy arrays (target 2x), and
+  against the NumPy formula (softmax, the loss from it, ``(p - onehot) / N``). Ours writes its
+  gradient into a preallocated array; the others allocate theirs, as their users' code does.
 
 PyTorch and SciPy are compared against when installed (``pip install torch==2.13.0 scipy``);
 the lines that need them are left out otherwise. The machine is named first: figures from
@@ -129,6 +136,45 @@ def logsumexp(budget: float, torch, scipy_special) -> list[str]:
     return lines
 
 
+def _torch_cross_entropy(torch, logits: np.ndarray, labels: np.ndarray, smoothing: float):
+    x = torch.from_numpy(logits).requires_grad_()
+    loss = torch.nn.functional.cross_entropy(x, torch.from_numpy(labels), label_smoothing=smoothing)
+    loss.backward()
+    return loss.item(), x.grad.numpy()
+
+
+def _numpy_cross_entropy(logits: np.ndarray, labels: np.ndarray):
+    """The textbook formula: the probabilities, the loss from them, and (p - onehot) / N."""
+    rows = np.arange(len(labels))
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    p = e / e.sum(axis=-1, keepdims=True)
+    loss = -np.log(p[rows, labels]).mean()
+    p[rows, labels] -= 1
+    return loss, p / len(labels)
+
+
+def cross_entropy(budget: float, torch) -> list[str]:
+    rng = np.random.default_rng(0)
+    lines = []
+    for shape in ((64, 1000), (8, 50257), (512, 50257)):
+        x = rng.standard_normal(shape, dtype=np.float32)
+        labels = rng.integers(0, shape[1], shape[0])
+        grad = np.empty_like(x)
+        for smoothing in (0.0, 0.1):
+            what = f"cross_entropy {shape}" + (" smoothing 0.1" if smoothing else "")
+            call = partial(
+                fsm.softmax_cross_entropy, x, labels, label_smoothing=smoothing, grad_out=grad
+            )
+            ours = _median(call, budget)
+            if torch is not None:
+                theirs = _median(partial(_torch_cross_entropy, torch, x, labels, smoothing), budget)
+                lines.append(_line(f"{what} vs PyTorch", ours, theirs, "target >= 2"))
+            if not smoothing:
+                theirs = _median(partial(_numpy_cross_entropy, x, labels), budget)
+                lines.append(_line(f"{what} vs NumPy formula", ours, theirs, "no target"))
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
@@ -154,6 +200,7 @@ def main() -> None:
             *axis_tuple(budget),
             *masked_softmax(budget, torch),
             *logsumexp(budget, torch, scipy_special),
+            *cross_entropy(budget, torch),
         )
         for line in lines:
             print(line, flush=True)

@@ -180,6 +180,20 @@ TABLE = [
         "test_errors",
     ),
     Misuse(
+        "softmax_cross_entropy class index out of range",
+        "fsm.softmax_cross_entropy(x, np.array([0, 4, 1]))",
+        IndexError,
+        "target 4 at position (1,) is not a class index in [0, 4) nor ignore_index=-100",
+        "test_cross_entropy",
+    ),
+    Misuse(
+        "softmax_cross_entropy probability target of the wrong shape",
+        "fsm.softmax_cross_entropy(x, np.ones((3, 3)) / 3)",
+        ValueError,
+        "a probability target must have the logits' shape (3, 4); got (3, 3)",
+        "test_cross_entropy",
+    ),
+    Misuse(
         "unknown backend",
         'fsm.softmax(x, backend="torch")',
         ValueError,

@@ -126,3 +126,100 @@ def test_errors():
         fsm.softmax_cross_entropy(x, np.array([0, 1]), where=np.array([True, False, True]))
     with pytest.raises(TypeError, match="class indices"):
         fsm.softmax_cross_entropy(x, np.array(["a", "b"]))
+
+
+@pytest.mark.parametrize("kind", ["index", "probability"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+@pytest.mark.parametrize(
+    ("shape", "axis"), [((300, 500), -1), ((2, 70000), -1), ((2, 5, 3, 4), 1), ((40, 3), 0)]
+)
+def test_blocks_and_layouts_against_the_oracle(shape, axis, smoothing, kind, plain_backend, rng):
+    # Rows in several blocks of the smoothing's pass, rows longer than a block, the class axis
+    # in the middle (PyTorch's (N, C, H, W)) and first.
+    x, target = _case(rng, shape, axis, kind, np.float64, ignore=True)
+    weight = rng.uniform(0.1, 2, shape[axis])
+    for reduction in REDUCTIONS:
+        loss, grad = fsm.softmax_cross_entropy(
+            x,
+            target,
+            axis,
+            weight=weight,
+            reduction=reduction,
+            label_smoothing=smoothing,
+            backend=plain_backend,
+        )
+        want = ref_cross_entropy(x, target, axis, weight, -100, reduction, smoothing)
+        np.testing.assert_allclose(loss, want[0], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(grad, want[1], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["index", "probability"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_masked_classes_take_no_part(kind, smoothing, plain_backend, rng):
+    # A mask over the classes is the same loss as the logits without those classes.
+    x, target = _case(rng, (6, 7), -1, kind, np.float64)
+    keep = np.array([True, False, True, True, False, True, True])
+    weight = rng.uniform(0.5, 2, 7)
+    if kind == "index":
+        target = np.where(keep[target], target, 0)
+        compressed = np.cumsum(keep)[target] - 1
+    else:
+        target = np.where(keep, target, rng.random(target.shape))  # masked entries: ignored
+        compressed = target[:, keep]
+    loss, grad = fsm.softmax_cross_entropy(
+        x, target, weight=weight, where=keep, label_smoothing=smoothing, backend=plain_backend
+    )
+    want_loss, want_grad = ref_cross_entropy(
+        x[:, keep], compressed, -1, weight[keep], -100, "mean", smoothing
+    )
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
+    np.testing.assert_allclose(grad[:, keep], want_grad, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(grad[:, ~keep], 0)
+
+
+def test_float16_logits_are_computed_in_float32(plain_backend, rng):
+    x, target = _case(rng, (8, 30), -1, "index", np.float16)
+    loss, grad = fsm.softmax_cross_entropy(x, target, label_smoothing=0.1, backend=plain_backend)
+    want_loss, want_grad = ref_cross_entropy(x, target, label_smoothing=0.1)
+    assert loss.dtype == np.float16
+    assert grad.dtype == np.float16
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-3)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-2, atol=1e-5)
+    out = np.empty_like(x)
+    assert fsm.softmax_cross_entropy(x, target, label_smoothing=0.1, grad_out=out)[1] is out
+    np.testing.assert_array_equal(out, grad)
+
+
+@pytest.mark.parametrize("kind", ["index", "probability"])
+def test_infinite_and_nan_logits_follow_the_oracle(kind, plain_backend):
+    # +inf logits take the limit (k entries at +inf share the probability), a NaN makes its
+    # row NaN, as log_softmax does.
+    x = np.array([[np.inf, 0.0, 1.0], [np.inf, np.inf, 2.0], [0.0, -np.inf, 1.0], [1, 2, 3]])
+    target = np.array([0, 2, 1, 0]) if kind == "index" else np.full((4, 3), 1 / 3)
+    for smoothing in (0.0, 0.1):
+        loss = fsm.softmax_cross_entropy(
+            x,
+            target,
+            reduction="none",
+            label_smoothing=smoothing,
+            return_grad=False,
+            backend=plain_backend,
+        )
+        want = ref_cross_entropy(x, target, reduction="none", label_smoothing=smoothing)[0]
+        np.testing.assert_allclose(loss, want, rtol=1e-14)
+    x[3, 1] = np.nan
+    assert np.isnan(fsm.softmax_cross_entropy(x, target, reduction="none")[0][3])
+
+
+def test_backends_agree_and_inputs_are_not_modified(rng):
+    x, target = _case(rng, (33, 257), -1, "index", np.float32, ignore=True)
+    saved = x.copy(), target.copy()
+    results = [
+        fsm.softmax_cross_entropy(x, target, label_smoothing=0.1, backend=b)
+        for b in fsm.available_backends()
+    ]
+    np.testing.assert_array_equal(x, saved[0])
+    np.testing.assert_array_equal(target, saved[1])
+    for loss, grad in results[1:]:
+        np.testing.assert_allclose(loss, results[0][0], rtol=1e-6)
+        np.testing.assert_allclose(grad, results[0][1], rtol=1e-5, atol=1e-8)

@@ -1,18 +1,36 @@
 """The public `softmax_cross_entropy`: PyTorch's ``F.cross_entropy`` and its gradient.
 
-WIP: composed from the chosen backend's log_softmax and NumPy; the fused kernel (two passes
-over a row in cache, no probability or one-hot array) is the next step.
+[Note: two reads of the logits]
+Row r's loss is ``sum_c coef_rc * (lse_r - x_rc)``, where ``lse_r = m_r + log(s_r)`` for the
+row's maximum ``m_r`` and ``s_r = sum_c exp(x_rc - m_r)``, and ``coef`` holds the target's
+weights, probabilities and smoothing (tests/support/cross_entropy.py). Its gradient is
+``scale * (C_r * softmax(x)_rc - coef_rc)`` with ``C_r = sum_c coef_rc`` and the reduction's
+``scale``. So the backend's kernels read the logits twice and nothing else does:
+``row_partials`` gives ``(m_r, s_r)``, and ``softmax_given`` writes ``scale * C_r * softmax(x)``
+straight into the gradient, as the softmax given the pair ``(m_r, s_r / (scale * C_r))``. A
+class-index target's ``coef`` is ``(1 - eps) w_t`` at one class plus ``eps * w_c / C`` at every
+class: the first term is subtracted at one element per row, the second (only with smoothing) in
+one pass over the gradient; no array of the logits' shape holds either. A probability target's
+``coef`` is computed and subtracted in blocks of rows.
+
+The loss is computed in float64 from ``(m_r, s_r)`` and, per row, from ``m_r - x_rt`` (exact
+for float32 logits), so it stays finite at logits of +-float max where the maximum is subtracted
+first (PyTorch issue 11752). A row whose maximum is not finite (+inf, or no entry with mass) is
+computed from its float64 log-softmax instead, with ``0 * inf = 0`` as ``xlogy`` has it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _checks
-from ._api import log_softmax
+from . import _api, _backends, _checks
+from ._threads import get_num_threads
 
 _REDUCTIONS = ("mean", "sum", "none")
+_BLOCK_ELEMENTS = 1 << 16  # a block of rows worked on at once: 256 KiB of float32, in L2
 
 
 def softmax_cross_entropy(
@@ -31,112 +49,315 @@ def softmax_cross_entropy(
 ):
     """The cross-entropy of ``softmax(logits)`` against ``target``, and its gradient.
 
-    The semantics of ``torch.nn.functional.cross_entropy`` (see tests/support/cross_entropy.py
-    for the formulas), with the classes along ``axis``.
+    Exactly ``torch.nn.functional.cross_entropy`` with the classes along ``axis`` (PyTorch's
+    dim 1 is ``axis=1``), and ``d loss / d logits`` under the chosen reduction, computed
+    together without a probability or one-hot array (two reads of the logits).
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised scores, the classes along ``axis``. float32 and float64 are computed as
+        they are, float16 in float32, integers in float64.
+    target : array_like
+        Either class indices (an integer array of the logits' shape without ``axis``) or class
+        probabilities (a float array of the logits' shape).
+    axis : int, optional
+        The class axis. Default -1.
+    weight : array_like, optional
+        A weight per class (shape ``(C,)``). For class indices a row counts with its target's
+        weight, and ``"mean"`` divides by the summed weights of the counted rows; for
+        probabilities each class's term is weighted and ``"mean"`` divides by the row count.
+    ignore_index : int, optional
+        A class-index target equal to it is not counted: loss 0, gradient 0, no weight in the
+        mean. Default -100. Probability targets have none.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"`` gives the loss per row (the logits' shape without ``axis``). A ``"mean"``
+        over no counted row (or a zero total weight) is NaN, and so is the gradient of every
+        counted row, as in PyTorch (0 / 0); ignored rows still get 0.
+    label_smoothing : float, optional
+        In [0, 1]: the target is mixed with the uniform distribution over the classes,
+        ``(1 - eps) * target + eps / C`` (weights applied to both parts, as PyTorch does).
+    where : array_like of bool, optional
+        Classes that take part, broadcastable to the logits (as `fastsoftmax.softmax`): the
+        others get probability 0 and gradient 0, the smoothing is spread over the kept classes
+        of each row, and a class-index target on a class left out is a ValueError.
+    return_grad : bool, optional
+        Return ``(loss, grad)`` (default) or the loss alone.
+    grad_out : ndarray, optional
+        Where the gradient is written: the logits' shape and dtype. It may be ``logits`` itself
+        (their values are read before the gradient is written).
+    backend : str, optional
+        The kernels: ``"cpp"``, ``"numba"``, ``"numpy"``, or None for the best available.
+
+    Returns
+    -------
+    loss : numpy scalar or ndarray
+        In the logits' dtype (float16 logits: float16).
+    grad : ndarray
+        ``d loss / d logits``, the logits' shape and dtype (only with ``return_grad``).
+
+    Raises
+    ------
+    IndexError
+        A counted class index outside ``[0, C)``, naming it and its position.
+    ValueError
+        A target of the wrong shape, a target on a masked class, a bad ``reduction``,
+        ``label_smoothing`` or ``weight``.
+    TypeError
+        A target that holds neither integers nor floats, or a non-integer ``axis``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastsoftmax as fsm
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]])
+    >>> loss, grad = fsm.softmax_cross_entropy(logits, np.array([0, 2]))
+    >>> print(round(float(loss), 4))
+    0.8964
+    >>> print(grad.round(4))
+    [[-0.1072  0.0876  0.0196]
+     [ 0.106   0.2881 -0.394 ]]
     """
     x = _checks.as_array(logits)
     compute, dtype = _checks.result_dtypes(x.dtype, "logits")
     if type(axis) is not int:
         raise TypeError(f"axis must be an integer (the class axis); got {axis!r}")
+    if x.ndim == 0:
+        raise ValueError("logits must have a class axis; got a 0-d array")
     axis = _checks.normalize_axis(axis, x.ndim)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
     shape = x.shape
-    x = np.moveaxis(x.astype(compute, copy=False), axis, -1)
-    mask = None
-    if where is not None:
-        mask = np.moveaxis(_checks.broadcast_mask(where, shape), axis, -1)
-    coef, denominator, ignored = _coefficients(
-        x, target, axis, weight, ignore_index, label_smoothing, mask
-    )
-    # In float64: a float32 log-probability at -float max - float max would overflow to -inf.
-    logp = log_softmax(x.astype(np.float64), axis=-1, where=mask, backend=backend)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        per_row = np.where(coef == 0, 0, coef * -logp).sum(axis=-1)  # xlogy: 0 * inf is 0
-        scale = 1 / denominator if reduction == "mean" else 1.0
-        if reduction == "none":
-            loss = per_row
-        elif reduction == "mean" and denominator == 0:
-            loss = np.float64(np.nan)  # PyTorch's 0 / 0, smoothing or not
-        else:
-            loss = per_row.sum() * scale
-    loss = np.asarray(loss).astype(dtype)[()]
-    if not return_grad:
-        return loss
-    with np.errstate(invalid="ignore"):
-        dlogp = np.where(ignored, 0, -coef * scale)
-        grad = np.moveaxis(dlogp - np.exp(logp) * dlogp.sum(axis=-1, keepdims=True), -1, axis)
-    if grad_out is None:
-        return loss, grad.astype(dtype)
-    checked = _checks.check_out(grad_out, shape, dtype, "grad_out")
-    np.copyto(checked, grad, casting="unsafe")
-    return loss, checked
-
-
-def _coefficients(x, target, axis, weight, ignore_index, smoothing, mask):
-    """``(coef, denominator, ignored)`` over the rows ``x`` (classes last): the loss is
-    ``sum(coef * -logp) / denominator``; ``ignored`` marks rows whose gradient is 0.
-
-    Under a mask the smoothing is spread over each row's kept classes, and a class-index target
-    on a class the mask leaves out is an error (its probability is 0 by construction).
-    """
-    classes = x.shape[-1]
-    w = np.ones(classes) if weight is None else _class_weights(weight, classes)
-    kept = np.ones(x.shape, bool) if mask is None else mask
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uniform = np.where(kept, w / kept.sum(axis=-1, keepdims=True), 0)  # w_c / C per class
+    if grad_out is not None:
+        _checks.check_out(grad_out, shape, dtype, "grad_out")
+    module = _backends.resolve(backend)
+    x = _classes_last(_api._as_dtype(x, compute), axis)
+    mask = _checks.broadcast_mask(where, shape)
+    if mask is not None:
+        mask = _classes_last(mask, axis)
+    weights = None if weight is None else _class_weights(weight, shape[axis], compute)
     t = _checks.as_array(target)
     if t.dtype.kind in "iu":
-        if t.shape != x.shape[:-1]:
+        terms = _IndexTarget(x, t, ignore_index, label_smoothing, weights, mask)
+    elif t.dtype.kind == "f":
+        terms = _ProbabilityTarget(x, _classes_last(t, axis, shape), label_smoothing, weights, mask)
+    else:
+        raise TypeError(
+            f"target must hold class indices (integers) or probabilities (floats); got {t.dtype}"
+        )
+
+    rows = x.shape[:-1]
+    row_max = np.full(rows, -np.inf, compute)
+    row_sum = np.zeros(rows, compute)
+    threads = get_num_threads()
+    if x.size:
+        module.row_partials(x, mask, row_max, row_sum, x.ndim - 1, threads)
+    # Warnings off: 0 * inf, inf - inf and 0 / 0 are PyTorch's NaNs (and are taken care of).
+    with np.errstate(all="ignore"):
+        per_row, total = terms.losses(row_max, row_sum)
+        per_row = _exact_rows(per_row, row_max, x, mask, terms, backend)
+        scale = 1 / np.float64(terms.denominator) if reduction == "mean" else np.float64(1)
+        # A mean over nothing counted is NaN: 0 * inf.
+        loss = per_row[0] if reduction == "none" else per_row.sum() * scale
+        loss = np.asarray(loss).astype(dtype)[()]
+        if not return_grad:
+            return loss
+        factor = np.where(terms.ignored, 0, scale * total)
+        divisor = (row_sum / factor).astype(compute)  # factor 0 (ignored): inf, a gradient of 0
+        user_out = None if grad_out is None or dtype is not compute else grad_out
+        out = None if user_out is None else _classes_last(user_out, axis)
+        inputs = (x, row_max, divisor) if mask is None else (x, row_max, divisor, mask)
+        out, grad = _api._output(out, x, compute, compute, inputs, "grad_out")
+        if x.size:
+            module.softmax_given(x, mask, row_max, divisor, grad, x.ndim - 1, threads)
+        terms.subtract(grad, scale)
+    if out is not None and out is not grad:
+        np.copyto(out, grad)
+    if user_out is not None:
+        return loss, user_out
+    grad = np.moveaxis(grad[0], -1, axis)
+    if dtype is compute:
+        return loss, grad
+    with np.errstate(over="ignore"):  # float32 -> float16
+        if grad_out is None:
+            return loss, grad.astype(dtype)
+        np.copyto(grad_out, grad, casting="unsafe")
+    return loss, grad_out
+
+
+class _IndexTarget:
+    """A class-index target: ``coef_rc = a_r [c == t_r] + b_r w_c`` with ``a_r = (1 - eps) w_t``
+    and ``b_r = eps / (the row's kept classes)`` where the row counts, both 0 where it does
+    not."""
+
+    def __init__(self, x, t, ignore_index, smoothing, weights, mask):
+        classes = x.shape[-1]
+        if t.shape != x.shape[1:-1]:
             raise ValueError(
                 "a class-index target must have the logits' shape without the class axis, "
-                f"{x.shape[:-1]}; got {t.shape}"
+                f"{x.shape[1:-1]}; got {t.shape}"
             )
+        t = t[np.newaxis]
         counted = t != ignore_index
-        safe = np.where(counted, t, 0)
-        _check_indices(t, counted, safe, classes, ignore_index, kept)
-        onehot = np.arange(classes) == safe[..., np.newaxis]
-        coef = (1 - smoothing) * w[safe][..., np.newaxis] * onehot + smoothing * uniform
-        coef = np.where(counted[..., np.newaxis], coef, 0)
-        return coef, np.sum(np.where(counted, w[safe], 0)), ~counted[..., np.newaxis]
-    if t.dtype.kind == "f":
-        q = np.moveaxis(t, axis, -1) if t.ndim == x.ndim else t
-        if q.shape != x.shape:
-            expected = np.moveaxis(np.empty(x.shape, bool), -1, axis).shape
-            raise ValueError(
-                f"a probability target must have the logits' shape {expected}; got {t.shape}"
-            )
-        coef = np.where(kept, w * (1 - smoothing) * q.astype(np.float64), 0) + smoothing * uniform
-        return coef, float(np.prod(x.shape[:-1])), np.zeros((*x.shape[:-1], 1), bool)
-    raise TypeError(
-        f"target must hold class indices (integers) or probabilities (floats); got {t.dtype}"
+        self.at_target = (*np.indices(t.shape, sparse=True), np.where(counted, t, 0))
+        _check_indices(t, counted, classes, ignore_index)
+        if mask is not None:
+            _check_unmasked(t, counted, mask[self.at_target], ignore_index)
+        self.x, self.mask, self.weights = x, mask, weights
+        self.ignored = ~counted
+        w_t = np.ones(t.shape) if weights is None else weights[self.at_target[-1]]
+        self.a = np.where(counted, (1 - smoothing) * w_t, 0.0)
+        self.denominator = float(np.sum(w_t, where=counted))
+        self.b = None
+        if smoothing:
+            kept = classes if mask is None else np.count_nonzero(mask, axis=-1)
+            self.b = np.where(counted & (kept > 0), smoothing / np.maximum(kept, 1), 0.0)
+
+    def losses(self, row_max, row_sum):
+        """``(loss_r, C_r)``, exact where the row's maximum is finite (else _exact_rows)."""
+        m = row_max.astype(np.float64)
+        x_t = self.x[self.at_target]
+        log_sum = np.log(row_sum.astype(np.float64))
+        # -log p of the target: m - x_t first, exact for float32 logits.
+        nll = np.where(x_t == m, 0.0, m - x_t) + log_sum
+        loss = np.where(self.a == 0, 0.0, self.a * nll)
+        total = self.a
+        if self.b is not None:
+            kept_weight, spread = _weighted_sums(self.x, row_max, self._smoothing_weights)
+            loss = loss + np.where(self.b == 0, 0.0, self.b * (spread + kept_weight * log_sum))
+            total = total + self.b * kept_weight
+        return loss, total
+
+    def _smoothing_weights(self, block):
+        """w_c at the kept classes of the rows ``block`` (0 at the others), in x's dtype: one
+        vector for every row where there is no mask."""
+        w = np.ones(self.x.shape[-1], self.x.dtype) if self.weights is None else self.weights
+        return w if self.mask is None else np.where(self.mask[block], w, 0)
+
+    def coefficients(self, rows):
+        """coef at the rows ``rows`` (a tuple of index arrays), one row per index."""
+        classes = self.x.shape[-1]
+        target = self.at_target[-1][rows]
+        coef = self.a[rows][:, np.newaxis] * (np.arange(classes) == target[:, np.newaxis])
+        if self.b is not None:
+            coef = coef + self.b[rows][:, np.newaxis] * self._smoothing_weights(rows)
+        return coef
+
+    def subtract(self, grad, scale):
+        """grad -= scale * coef, grad holding scale * C_r * softmax."""
+        grad[self.at_target] -= np.where(self.ignored, 0, scale * self.a).astype(grad.dtype)
+        if self.b is not None:
+            rate = np.where(self.ignored, 0, scale * self.b).astype(grad.dtype)
+            for block in _row_blocks(grad.shape):
+                grad[block] -= rate[block][..., np.newaxis] * self._smoothing_weights(block)
+
+
+class _ProbabilityTarget:
+    """A probability target q: ``coef_rc = w_c ((1 - eps) q_rc + eps / (kept classes))`` at
+    the row's kept classes, 0 at the others; the mean divides by the row count."""
+
+    def __init__(self, x, q, smoothing, weights, mask):
+        self.q = q
+        self.x, self.mask, self.weights, self.smoothing = x, mask, weights, smoothing
+        self.ignored = np.zeros(x.shape[:-1], bool)
+        self.denominator = float(np.prod(x.shape[1:-1]))
+
+    def coefficients(self, block) -> np.ndarray:
+        """coef at the rows ``block``, in x's dtype."""
+        q = self.q[block].astype(self.x.dtype)
+        classes = q.shape[-1]
+        kept = None if self.mask is None else self.mask[block]
+        count = classes if kept is None else np.count_nonzero(kept, axis=-1)[..., np.newaxis]
+        coef = (1 - self.smoothing) * q + self.smoothing / np.maximum(count, 1)
+        if self.weights is not None:
+            coef *= self.weights
+        return coef if kept is None else np.where(kept, coef, 0)
+
+    def losses(self, row_max, row_sum):
+        total, spread = _weighted_sums(self.x, row_max, self.coefficients)
+        log_sum = np.log(row_sum.astype(np.float64))
+        return spread + np.where(total == 0, 0.0, total * log_sum), total
+
+    def subtract(self, grad, scale):
+        for block in _row_blocks(grad.shape):
+            grad[block] -= (scale * self.coefficients(block)).astype(grad.dtype)
+
+
+def _weighted_sums(x, row_max, coefficients) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, in float64: ``sum_c coef_c`` and ``sum_c coef_c (m - x_c)``, over blocks of
+    rows; ``coefficients(block)`` gives coef there, or one vector for all its rows. Every
+    ``m - x_c >= 0``, so the sum does not cancel."""
+    total = np.zeros(row_max.shape)
+    spread = np.zeros(row_max.shape)
+    for block in _row_blocks(x.shape):
+        coef = coefficients(block)
+        shifted = row_max[block][..., np.newaxis] - x[block]
+        total[block] = coef.sum(axis=-1, dtype=np.float64)
+        spread[block] = np.multiply(coef, shifted, out=shifted).sum(axis=-1, dtype=np.float64)
+    return total, spread
+
+
+def _exact_rows(per_row, row_max, x, mask, terms, backend) -> np.ndarray:
+    """per_row with the rows whose maximum or loss is not finite (an inf among the logits, no
+    entry with mass, a NaN) recomputed from their float64 log-softmax, whose limit rule gives
+    -log(k) at k entries of +inf, as ``sum coef * -logp`` with 0 * inf = 0."""
+    rows = np.nonzero(~(np.isfinite(row_max) & np.isfinite(per_row)))
+    if not rows[0].size:
+        return per_row
+    logp = _api.log_softmax(
+        x[rows].astype(np.float64), where=None if mask is None else mask[rows], backend=backend
     )
+    coef = terms.coefficients(rows)
+    per_row[rows] = np.where(coef == 0, 0.0, coef * -logp).sum(axis=-1)
+    return per_row
 
 
-def _check_indices(t, counted, safe, classes, ignore_index, kept) -> None:
-    """IndexError for a counted target out of range, ValueError for one on a masked class."""
+def _classes_last(a: np.ndarray, axis: int, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``a`` (of ``shape``, if given: a ValueError otherwise) with the class axis last and one
+    row axis in front (so a 1-D logits is one row), as a view."""
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"a probability target must have the logits' shape {shape}; got {a.shape}")
+    if axis != a.ndim - 1:
+        a = np.moveaxis(a, axis, -1)
+    return a[np.newaxis]
+
+
+def _row_blocks(shape: tuple[int, ...]) -> Iterator[tuple]:
+    """Index tuples of the rows of an array of ``shape`` (classes last), each a block of about
+    _BLOCK_ELEMENTS elements, that together cover it."""
+    step = max(1, _BLOCK_ELEMENTS // max(shape[-1], 1))
+    for head in np.ndindex(*shape[:-2]):
+        for j in range(0, shape[-2], step):
+            yield (*head, slice(j, j + step))
+
+
+def _check_indices(t, counted, classes, ignore_index) -> None:
+    """IndexError naming the first counted target outside [0, classes) and its position."""
     bad = counted & ((t < 0) | (t >= classes))
     if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = tuple(int(i) for i in np.argwhere(bad)[0][1:])
         raise IndexError(
-            f"target {int(t[where])} at position {where} is not a class index in "
+            f"target {int(t[(0, *where)])} at position {where} is not a class index in "
             f"[0, {classes}) nor ignore_index={ignore_index}"
         )
-    on_kept = np.take_along_axis(kept, safe[..., np.newaxis], -1)[..., 0]
+
+
+def _check_unmasked(t, counted, on_kept, ignore_index) -> None:
+    """ValueError naming the first counted target on a class the mask leaves out."""
     masked = counted & ~on_kept
     if masked.any():
-        where = tuple(int(i) for i in np.argwhere(masked)[0])
+        where = tuple(int(i) for i in np.argwhere(masked)[0][1:])
         raise ValueError(
-            f"target {int(t[where])} at position {where} is a class that where= leaves out"
+            f"target {int(t[(0, *where)])} at position {where} is a class that where= leaves out"
         )
 
 
-def _class_weights(weight: ArrayLike, classes: int) -> np.ndarray:
+def _class_weights(weight: ArrayLike, classes: int, dtype: np.dtype) -> np.ndarray:
     w = np.asarray(weight)
     if w.dtype.kind not in "iuf":
         raise TypeError(f"weight must hold real numbers; got dtype {w.dtype}")
     if w.shape != (classes,):
         raise ValueError(f"weight must have one entry per class, shape ({classes},); got {w.shape}")
-    return w.astype(np.float64)
+    return w.astype(dtype)
