@@ -201,15 +201,21 @@ class _IndexTarget:
             )
         t = t[np.newaxis]
         counted = t != ignore_index
-        self.at_target = (*np.indices(t.shape, sparse=True), np.where(counted, t, 0))
-        _check_indices(t, counted, classes, ignore_index)
+        safe = np.where(counted, t, 0)
+        if safe.size and (safe.min() < 0 or safe.max() >= classes):
+            _raise_out_of_range(t, counted, classes, ignore_index)
+        self.at_target = (*np.indices(t.shape, sparse=True), safe)
         if mask is not None:
             _check_unmasked(t, counted, mask[self.at_target], ignore_index)
         self.x, self.mask, self.weights = x, mask, weights
         self.ignored = ~counted
-        w_t = np.ones(t.shape) if weights is None else weights[self.at_target[-1]]
-        self.a = np.where(counted, (1 - smoothing) * w_t, 0.0)
-        self.denominator = float(np.sum(w_t, where=counted))
+        if weights is None:
+            self.a = counted * (1.0 - smoothing)
+            self.denominator = float(np.count_nonzero(counted))
+        else:
+            w_t = weights[safe].astype(np.float64)
+            self.a = np.where(counted, (1 - smoothing) * w_t, 0.0)
+            self.denominator = float(np.sum(w_t, where=counted))
         self.b = None
         if smoothing:
             kept = classes if mask is None else np.count_nonzero(mask, axis=-1)
@@ -333,15 +339,14 @@ def _row_blocks(shape: tuple[int, ...]) -> Iterator[tuple]:
             yield (*head, slice(j, j + step))
 
 
-def _check_indices(t, counted, classes, ignore_index) -> None:
+def _raise_out_of_range(t, counted, classes, ignore_index) -> None:
     """IndexError naming the first counted target outside [0, classes) and its position."""
     bad = counted & ((t < 0) | (t >= classes))
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0][1:])
-        raise IndexError(
-            f"target {int(t[(0, *where)])} at position {where} is not a class index in "
-            f"[0, {classes}) nor ignore_index={ignore_index}"
-        )
+    where = tuple(int(i) for i in np.argwhere(bad)[0][1:])
+    raise IndexError(
+        f"target {int(t[(0, *where)])} at position {where} is not a class index in "
+        f"[0, {classes}) nor ignore_index={ignore_index}"
+    )
 
 
 def _check_unmasked(t, counted, on_kept, ignore_index) -> None:
