@@ -1,5 +1,5 @@
-"""The costs of axis tuples, masks, logsumexp and the cross-entropy, as ratios measured in one
-process.
+"""The costs of axis tuples, masks, logsumexp, the cross-entropy and float16, as ratios
+measured in one process.
 
     python bench/features.py [--threads 1,2] [--quick]
 
@@ -21,6 +21,10 @@ Each line is one comparison with its target:
   ``F.cross_entropy`` forward and backward through autograd from NumPy arrays (target 2x), and
   against the NumPy formula (softmax, the loss from it, ``(p - onehot) / N``). Ours writes its
   gradient into a preallocated array; the others allocate theirs, as their users' code does.
+
+- float16 softmax, (64, 1000) and (8192, 8192), into a preallocated float16 output: against
+  PyTorch's float16 CPU softmax (``out=``) and against our own float32 softmax of the same
+  data (what a float16 call costs over its conversion).
 
 PyTorch and SciPy are compared against when installed (``pip install torch==2.13.0 scipy``);
 the lines that need them are left out otherwise. The machine is named first: figures from
@@ -175,6 +179,26 @@ def cross_entropy(budget: float, torch) -> list[str]:
     return lines
 
 
+def float16_softmax(budget: float, torch) -> list[str]:
+    rng = np.random.default_rng(0)
+    lines = []
+    for shape in ((64, 1000), (8192, 8192)):
+        x = rng.standard_normal(shape, dtype=np.float32)
+        half = x.astype(np.float16)
+        out, out32 = np.empty_like(half), np.empty_like(x)
+        ours = _median(partial(fsm.softmax, half, out=out), budget)
+        single = _median(partial(fsm.softmax, x, out=out32), budget)
+        lines.append(_line(f"softmax float16 {shape} vs our float32", single, ours, "no target"))
+        if torch is not None:
+            call = partial(torch.softmax, torch.from_numpy(half), -1, out=torch.from_numpy(out))
+            theirs = _median(call, budget)
+            lines.append(
+                _line(f"softmax float16 {shape} vs PyTorch", ours, theirs, "target >= 1.5")
+            )
+        del x, half, out, out32
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
@@ -201,6 +225,7 @@ def main() -> None:
             *masked_softmax(budget, torch),
             *logsumexp(budget, torch, scipy_special),
             *cross_entropy(budget, torch),
+            *float16_softmax(budget, torch),
         )
         for line in lines:
             print(line, flush=True)

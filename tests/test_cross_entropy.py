@@ -90,6 +90,16 @@ def test_mean_over_no_counted_target_is_nan():
     np.testing.assert_array_equal(grad, 0)
 
 
+def test_mean_over_zero_total_weight_is_nan_with_smoothing_too():
+    x = np.arange(6.0).reshape(2, 3)
+    weight = np.array([0.0, 1.0, 1.0])
+    loss, grad = fsm.softmax_cross_entropy(x, np.array([0, 0]), weight=weight, label_smoothing=0.1)
+    want_loss, want_grad = ref_cross_entropy(x, np.array([0, 0]), -1, weight, -100, "mean", 0.1)
+    assert np.isnan(loss)
+    assert np.isnan(want_loss)
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(want_grad))
+
+
 def test_stable_at_huge_logits():
     x = np.array([[1e8, -1e8, 0.0], [3.4e38, -3.4e38, 0.0]], np.float32)
     loss, grad = fsm.softmax_cross_entropy(x, np.array([0, 1]), label_smoothing=0.1)

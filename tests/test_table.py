@@ -27,6 +27,7 @@ OWN_TEST_FILES = {
     "logsumexp": "test_logsumexp.py",
     "softmax_jacobian": "test_jacobian.py",
     "log_softmax_jacobian": "test_jacobian.py",
+    "softmax_cross_entropy": "test_cross_entropy.py",
 }
 
 

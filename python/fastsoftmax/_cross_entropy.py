@@ -159,8 +159,9 @@ def softmax_cross_entropy(
         per_row, total = terms.losses(row_max, row_sum)
         per_row = _exact_rows(per_row, row_max, x, mask, terms, backend)
         scale = 1 / np.float64(terms.denominator) if reduction == "mean" else np.float64(1)
-        # A mean over nothing counted is NaN: 0 * inf.
         loss = per_row[0] if reduction == "none" else per_row.sum() * scale
+        if reduction == "mean" and terms.denominator == 0:
+            loss = np.nan  # PyTorch's 0 / 0, even where smoothing gave the rows a loss
         loss = np.asarray(loss).astype(dtype)[()]
         if not return_grad:
             return loss
