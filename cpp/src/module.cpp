@@ -380,6 +380,27 @@ py::array exp_values(const py::array& x) {
   return out;
 }
 
+// out = x in out's dtype, float32 to float16 or back (cpp/src/half.cpp): C-contiguous arrays
+// of one size.
+void convert_half(const py::array& x, py::array& out) {
+  const char from = x.dtype().char_(), to = out.dtype().char_();
+  if (!((from == 'f' && to == 'e') || (from == 'e' && to == 'f')) ||
+      !(x.flags() & py::array::c_style) || !(out.flags() & py::array::c_style) ||
+      x.size() != out.size() || !out.writeable()) {
+    throw py::value_error("_convert_half takes C-contiguous float32 and float16 arrays of one size");
+  }
+  const void* in = x.data();
+  void* result = out.mutable_data();
+  py::gil_scoped_release release;
+  if (from == 'f') {
+    fastsoftmax::float_to_half(static_cast<const float*>(in), static_cast<std::uint16_t*>(result),
+                               x.size());
+  } else {
+    fastsoftmax::half_to_float(static_cast<const std::uint16_t*>(in), static_cast<float*>(result),
+                               x.size());
+  }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -467,6 +488,9 @@ PYBIND11_MODULE(_core, m) {
         "Outputs larger than this are written past the cache.");
   m.def("_set_streaming_threshold_bytes", &fastsoftmax::set_streaming_threshold_bytes,
         py::arg("bytes"), "Set by fastsoftmax._backends at import (see _cache_size.py).");
+  m.def("_convert_half", &convert_half, py::arg("x"), py::arg("out"),
+        "out = x, float32 rounded to float16 (to nearest even) or float16 to float32: NumPy's "
+        "casts, faster.");
   m.def("_exp", &exp_values, py::arg("x"),
         "The kernels' vectorised exp, elementwise (for its accuracy tests).");
 }

@@ -46,20 +46,44 @@ def _as_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     # float32 compares unequal and is converted.
     if array.dtype is dtype and array.flags.aligned:
         return array
+    if array.dtype == np.float16:
+        converted = np.empty_like(array, dtype)
+        _copy_into(converted, array)
+        return converted
     return array.astype(dtype)
 
 
 def _deliver(user_out: np.ndarray | None, written: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if user_out is None:
         if written.dtype is not dtype:
-            with np.errstate(over="ignore"):  # float32 -> float16: out-of-range values become inf
-                written = written.astype(dtype)
+            converted = np.empty_like(written, dtype)
+            _copy_into(converted, written)
+            written = converted
         # Of a 0-d input a NumPy scalar, as NumPy's ufuncs and SciPy's softmax give.
         return written[()] if written.ndim == 0 else written
     if user_out is not written:
-        with np.errstate(over="ignore"):  # float32 -> float16: out-of-range values become inf
-            np.copyto(user_out, written, casting="unsafe")
+        _copy_into(user_out, written)
     return user_out
+
+
+_HALF_CASTS = {
+    (np.dtype(np.float32), np.dtype(np.float16)),
+    (np.dtype(np.float16), np.dtype(np.float32)),
+}
+
+
+def _copy_into(target: np.ndarray, source: np.ndarray) -> None:
+    """``target[...] = source``; float32 to float16 or back by the C++ core where their
+    layouts match (cpp/src/half.cpp: NumPy's cast to float16 is 100x slower on a softmax's
+    small probabilities), else by NumPy."""
+    core = _backends.core()
+    if core is not None and (source.dtype, target.dtype) in _HALF_CASTS:
+        for t, s in ((target, source), (target.T, source.T)):  # C order, or Fortran
+            if t.flags.c_contiguous and s.flags.c_contiguous and t.shape == s.shape:
+                core._convert_half(s, t)
+                return
+    with np.errstate(over="ignore"):  # float32 -> float16: out-of-range values become inf
+        np.copyto(target, source, casting="unsafe")
 
 
 def _compute(kernel, inputs: tuple, outputs: tuple, axis: int | tuple[int, ...]) -> None:

@@ -181,11 +181,7 @@ def softmax_cross_entropy(
     grad = np.moveaxis(grad[0], -1, axis)
     if dtype is compute:
         return loss, grad
-    with np.errstate(over="ignore"):  # float32 -> float16
-        if grad_out is None:
-            return loss, grad.astype(dtype)
-        np.copyto(grad_out, grad, casting="unsafe")
-    return loss, grad_out
+    return loss, _api._deliver(grad_out, grad, dtype)
 
 
 class _IndexTarget:

@@ -83,6 +83,11 @@ std::string simd_level();                           // the one in use
 // unknown or not supported by this CPU.
 void set_simd_level(const std::string& name);
 
+// out[i] = in[i] as IEEE half bits, rounded to nearest even, and back (cpp/src/half.cpp): float16
+// arrays are computed in float32.
+void float_to_half(const float* in, std::uint16_t* out, std::int64_t n);
+void half_to_float(const std::uint16_t* in, float* out, std::int64_t n);  // exact
+
 bool openmp_enabled();
 // Outputs larger than this many bytes are written past the cache (non-temporal stores). The
 // Python layer sets it at import from the cache size (python/fastsoftmax/_cache_size.py).

@@ -1,0 +1,64 @@
+"""float16 arrays: converted to float32 and back by the C++ core (cpp/src/half.cpp), bit for bit
+as NumPy's casts convert them, at every SIMD level; and used for float16 inputs and outputs."""
+
+from __future__ import annotations
+
+import fastsoftmax as fsm
+import numpy as np
+import pytest
+from support.backends import CORE, SIMD_LEVELS, simd_level
+
+pytestmark = pytest.mark.skipif(CORE is None, reason="the conversion is the C++ core's")
+
+
+def _float32_cases(rng) -> np.ndarray:
+    """Every float16 value, the float32 midpoints between neighbouring ones and the float32
+    values next to those (the rounding's ties and near-ties), overflow and random values over
+    the whole float16 range and below it."""
+    halves = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+    finite = np.unique(halves[np.isfinite(halves)])
+    mid = ((finite[:-1].astype(np.float64) + finite[1:]) / 2).astype(np.float32)
+    up, down = np.nextafter(mid, np.float32(np.inf)), np.nextafter(mid, np.float32(-np.inf))
+    spread = rng.standard_normal(10**5) * 10.0 ** rng.integers(-12, 7, 10**5)
+    edges = [65504, 65519.996, 65520, 1e9, np.inf, np.nan, 0.0, 1e-45, 2.0**-25, 2.0**-24]
+    edges = np.array(edges + [-e for e in edges])
+    with np.errstate(over="ignore", invalid="ignore"):  # NumPy warns at inf and NaN here
+        return np.concatenate([halves, mid, up, down, spread, edges]).astype(np.float32)
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    nan = np.isnan(a) & np.isnan(b)
+    return bool(np.all((a.view(f"u{a.itemsize}") == b.view(f"u{b.itemsize}")) | nan))
+
+
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_conversions_match_numpy_bit_for_bit(level, rng):
+    cases = _float32_cases(rng)
+    with simd_level(level), np.errstate(over="ignore", invalid="ignore"):
+        half = np.empty(cases.shape, np.float16)
+        CORE._convert_half(cases, half)
+        assert _same_bits(half, cases.astype(np.float16))
+        every = np.arange(65536, dtype=np.uint16).view(np.float16)
+        back = np.empty(every.shape, np.float32)
+        CORE._convert_half(every, back)
+        assert _same_bits(back, every.astype(np.float32))
+
+
+def test_conversion_refuses_other_arrays():
+    with pytest.raises(ValueError, match="C-contiguous float32 and float16"):
+        CORE._convert_half(np.zeros(4), np.zeros(4, np.float16))
+    with pytest.raises(ValueError, match="C-contiguous float32 and float16"):
+        CORE._convert_half(np.zeros(4, np.float32), np.zeros(3, np.float16))
+    with pytest.raises(ValueError, match="C-contiguous float32 and float16"):
+        CORE._convert_half(np.zeros((4, 4), np.float32).T[::2], np.zeros(8, np.float16))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("with_out", [False, True], ids=["fresh", "out"])
+def test_float16_softmax_is_the_float32_one_rounded(with_out, order, plain_backend, rng):
+    x = np.asarray((4 * rng.standard_normal((37, 300))).astype(np.float16), order=order)
+    want = fsm.softmax(x.astype(np.float32), backend=plain_backend).astype(np.float16)
+    out = np.empty_like(x) if with_out else None
+    got = fsm.softmax(x, out=out, backend=plain_backend)
+    assert got.dtype == np.float16
+    assert _same_bits(got, want)
