@@ -45,12 +45,26 @@ def test_conversions_match_numpy_bit_for_bit(level, rng):
 
 
 def test_conversion_refuses_other_arrays():
-    with pytest.raises(ValueError, match="C-contiguous float32 and float16"):
+    with pytest.raises(ValueError, match="C-contiguous, aligned float32 and float16"):
         CORE._convert_half(np.zeros(4), np.zeros(4, np.float16))
-    with pytest.raises(ValueError, match="C-contiguous float32 and float16"):
+    with pytest.raises(ValueError, match="C-contiguous, aligned float32 and float16"):
         CORE._convert_half(np.zeros(4, np.float32), np.zeros(3, np.float16))
-    with pytest.raises(ValueError, match="C-contiguous float32 and float16"):
+    with pytest.raises(ValueError, match="C-contiguous, aligned float32 and float16"):
         CORE._convert_half(np.zeros((4, 4), np.float32).T[::2], np.zeros(8, np.float16))
+    misaligned = np.zeros(9, np.uint8)[1:].view(np.float16)
+    with pytest.raises(ValueError, match="C-contiguous, aligned float32 and float16"):
+        CORE._convert_half(misaligned, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="C-contiguous, aligned float32 and float16"):
+        CORE._convert_half(np.zeros(4, np.float32), np.zeros(4, ">f2"))
+
+
+@pytest.mark.parametrize("dtype", ["<f2", ">f2"])
+def test_misaligned_and_byte_swapped_float16_go_through_numpy(dtype, rng):
+    buffer = np.zeros(4 * 300 + 1, np.uint8)
+    x = buffer[1:].view(dtype).reshape(2, 300)  # misaligned
+    x[...] = rng.standard_normal((2, 300))
+    want = fsm.softmax(x.astype(np.float32)).astype(np.float16)
+    assert _same_bits(fsm.softmax(x).astype(np.float16), want)
 
 
 @pytest.mark.parametrize("order", ["C", "F"])

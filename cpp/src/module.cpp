@@ -380,15 +380,19 @@ py::array exp_values(const py::array& x) {
   return out;
 }
 
-// out = x in out's dtype, float32 to float16 or back (cpp/src/half.cpp): C-contiguous arrays
-// of one size.
+// out = x in out's dtype, float32 to float16 or back (cpp/src/half.cpp): C-contiguous, aligned
+// arrays of one size, in native byte order.
 void convert_half(const py::array& x, py::array& out) {
-  const char from = x.dtype().char_(), to = out.dtype().char_();
-  if (!((from == 'f' && to == 'e') || (from == 'e' && to == 'f')) ||
-      !(x.flags() & py::array::c_style) || !(out.flags() & py::array::c_style) ||
+  const py::dtype single = py::dtype::of<float>(), half("float16");
+  const bool to_half = x.dtype().equal(single) && out.dtype().equal(half);
+  const bool to_single = x.dtype().equal(half) && out.dtype().equal(single);
+  if (!(to_half || to_single) || !(x.flags() & py::array::c_style) ||
+      !(out.flags() & py::array::c_style) || !check_aligned(x) || !check_aligned(out) ||
       x.size() != out.size() || !out.writeable()) {
-    throw py::value_error("_convert_half takes C-contiguous float32 and float16 arrays of one size");
+    throw py::value_error(
+        "_convert_half takes C-contiguous, aligned float32 and float16 arrays of one size");
   }
+  const char from = to_half ? 'f' : 'e';
   const void* in = x.data();
   void* result = out.mutable_data();
   py::gil_scoped_release release;

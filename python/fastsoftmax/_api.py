@@ -74,16 +74,21 @@ _HALF_CASTS = {
 
 def _copy_into(target: np.ndarray, source: np.ndarray) -> None:
     """``target[...] = source``; float32 to float16 or back by the C++ core where their
-    layouts match (cpp/src/half.cpp: NumPy's cast to float16 is 100x slower on a softmax's
-    small probabilities), else by NumPy."""
+    layouts match and are aligned (cpp/src/half.cpp: NumPy's cast to float16 is 100x slower
+    on a softmax's small probabilities), else by NumPy."""
     core = _backends.core()
     if core is not None and (source.dtype, target.dtype) in _HALF_CASTS:
         for t, s in ((target, source), (target.T, source.T)):  # C order, or Fortran
-            if t.flags.c_contiguous and s.flags.c_contiguous and t.shape == s.shape:
+            if t.shape == s.shape and _contiguous_aligned(t) and _contiguous_aligned(s):
                 core._convert_half(s, t)
                 return
     with np.errstate(over="ignore"):  # float32 -> float16: out-of-range values become inf
         np.copyto(target, source, casting="unsafe")
+
+
+def _contiguous_aligned(a: np.ndarray) -> bool:
+    flags = a.flags
+    return flags.c_contiguous and flags.aligned
 
 
 def _compute(kernel, inputs: tuple, outputs: tuple, axis: int | tuple[int, ...]) -> None:
