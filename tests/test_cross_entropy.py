@@ -26,6 +26,20 @@ def _case(rng, shape, axis, kind, dtype, ignore=False):
     return x, target
 
 
+def _ours_and_oracle(x, target, axis, weight, reduction, smoothing, backend):
+    """``(loss, grad)`` of softmax_cross_entropy and of the oracle, for one case."""
+    ours = fsm.softmax_cross_entropy(
+        x,
+        target,
+        axis,
+        weight=weight,
+        reduction=reduction,
+        label_smoothing=smoothing,
+        backend=backend,
+    )
+    return ours, ref_cross_entropy(x, target, axis, weight, -100, reduction, smoothing)
+
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("kind", ["index", "probability"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
@@ -36,16 +50,9 @@ def test_against_the_oracle(
 ):
     x, target = _case(rng, shape, axis, kind, dtype, ignore=True)
     weight = rng.uniform(0.1, 2, shape[axis]).astype(dtype) if weighted else None
-    loss, grad = fsm.softmax_cross_entropy(
-        x,
-        target,
-        axis,
-        weight=weight,
-        reduction=reduction,
-        label_smoothing=smoothing,
-        backend=plain_backend,
+    (loss, grad), (want_loss, want_grad) = _ours_and_oracle(
+        x, target, axis, weight, reduction, smoothing, plain_backend
     )
-    want_loss, want_grad = ref_cross_entropy(x, target, axis, weight, -100, reduction, smoothing)
     tol = 2e-6 if dtype == np.float32 else 1e-13
     assert np.asarray(loss).dtype == dtype
     assert grad.dtype == dtype
@@ -149,16 +156,9 @@ def test_blocks_and_layouts_against_the_oracle(shape, axis, smoothing, kind, pla
     x, target = _case(rng, shape, axis, kind, np.float64, ignore=True)
     weight = rng.uniform(0.1, 2, shape[axis])
     for reduction in REDUCTIONS:
-        loss, grad = fsm.softmax_cross_entropy(
-            x,
-            target,
-            axis,
-            weight=weight,
-            reduction=reduction,
-            label_smoothing=smoothing,
-            backend=plain_backend,
+        (loss, grad), want = _ours_and_oracle(
+            x, target, axis, weight, reduction, smoothing, plain_backend
         )
-        want = ref_cross_entropy(x, target, axis, weight, -100, reduction, smoothing)
         np.testing.assert_allclose(loss, want[0], rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(grad, want[1], rtol=1e-12, atol=1e-15)
 
