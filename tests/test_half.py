@@ -1,12 +1,15 @@
-"""float16 arrays: converted to float32 and back by the C++ core (cpp/src/half.cpp), bit for bit
-as NumPy's casts convert them, at every SIMD level; and used for float16 inputs and outputs."""
+"""float16 arrays: converted to float32 and back by the C++ core (cpp/src/half.hpp), bit for bit
+as NumPy's casts convert them, at every SIMD level, whole (for the other backends) and a row
+at a time in the C++ kernels; and used for float16 inputs and outputs."""
 
 from __future__ import annotations
 
 import fastsoftmax as fsm
 import numpy as np
 import pytest
-from support.backends import CORE, SIMD_LEVELS, simd_level
+from support.backends import CORE, SIMD_LEVELS, simd_level, threads
+from support.layouts import LAYOUTS, in_layout
+from support.operations import FUNCTIONS, call, make_inputs, unchanged
 
 pytestmark = pytest.mark.skipif(CORE is None, reason="the conversion is the C++ core's")
 
@@ -76,3 +79,60 @@ def test_float16_softmax_is_the_float32_one_rounded(with_out, order, plain_backe
     got = fsm.softmax(x, out=out, backend=plain_backend)
     assert got.dtype == np.float16
     assert _same_bits(got, want)
+
+
+def _rows_last(a: np.ndarray, axis: int) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(a, axis, -1))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("masked", [False, True], ids=["all", "where"])
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_float16_rows_are_the_float32_rows_rounded(level, name, masked, layout, rng):
+    """The C++ kernels convert each float16 row to float32 in cache, compute it as a contiguous
+    float32 row and round the result: the same bits as the float32 function on the float32
+    values in C-contiguous rows, rounded by NumPy, in every layout along every axis, row
+    lengths around the vector widths and their tails included."""
+    for shape, axis in (((5, 37), -1), ((3, 16), -1), ((2, 7), 1), ((33, 4), 0), ((3, 9, 5), 1)):
+        values = make_inputs(name, shape, np.dtype(np.float16), rng, axis)
+        inputs = tuple(in_layout(v, layout)[0] for v in values)
+        mask = rng.random(shape) > 0.3 if masked else None
+        wide = tuple(_rows_last(v.astype(np.float32), axis) for v in values)
+        with simd_level(level), threads(1):
+            want = call(name, *wide, where=None if mask is None else _rows_last(mask, axis))
+            with unchanged(*inputs):
+                got = call(name, *inputs, axis=axis, where=mask, backend="cpp")
+        assert got.dtype == np.float16
+        with np.errstate(over="ignore"):
+            want = np.moveaxis(want, -1, axis).astype(np.float16)
+        assert _same_bits(got, want), (shape, axis)
+
+
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_float16_in_place_and_into_out(level, rng):
+    x = (4 * rng.standard_normal((6, 1000))).astype(np.float16)
+    want = fsm.softmax(x.astype(np.float32)).astype(np.float16)
+    with simd_level(level):
+        out = np.full_like(x, np.nan)
+        assert fsm.softmax(x, out=out) is out
+        assert _same_bits(out, want)
+        inplace = x.copy()
+        assert fsm.softmax(inplace, out=inplace) is inplace
+        assert _same_bits(inplace, want)
+        column = np.full((1000, 12), np.nan, np.float16)[:, 3]  # a strided out
+        assert _same_bits(fsm.softmax(x[0], out=column), want[0])
+
+
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+def test_float16_logsumexp_is_the_float32_one_rounded(level, rng):
+    x = (30 * rng.standard_normal((7, 300))).astype(np.float16)
+    b = rng.standard_normal((7, 300)).astype(np.float16)
+    with simd_level(level):
+        for axis in (0, 1):
+            lse, sign = fsm.logsumexp(x, axis=axis, b=b, return_sign=True)
+            wide = (_rows_last(x.astype(np.float32), axis), _rows_last(b.astype(np.float32), axis))
+            lse32, sign32 = fsm.logsumexp(wide[0], b=wide[1], return_sign=True)
+            assert lse.dtype == sign.dtype == np.float16
+            assert _same_bits(lse, lse32.astype(np.float16))
+            assert _same_bits(sign, sign32.astype(np.float16))

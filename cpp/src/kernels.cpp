@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -31,6 +32,7 @@
 #include "block.hpp"
 #include "columns.hpp"
 #include "constants.hpp"
+#include "half.hpp"
 #include "operations.hpp"
 #include "rows.hpp"
 #include "simd.hpp"
@@ -137,38 +139,90 @@ void scatter(const T* src, int64_t n, T* dst, int64_t stride) {
   for (int64_t i = 0; i < n; ++i) dst[i * stride] = src[i];
 }
 
-// The elements of gathered_row's buffer: a row of each operand (the mask's bytes in its T row),
-// and the scratch row.
+// A float16 row is converted as it is gathered and scattered, by the widest conversion the
+// level has (half.hpp). A strided row's halves are first copied to `staged` (n of them), so
+// that the conversion always runs on contiguous elements.
+void convert(const std::uint16_t* in, float* out, int64_t n) {
+#if defined(__AVX512F__)
+  half::from_half_avx512(in, out, n);
+#elif defined(__F16C__)
+  half::from_half_f16c(in, out, n);
+#else
+  half::from_half_scalar(in, out, n);
+#endif
+}
+void convert(const float* in, std::uint16_t* out, int64_t n) {
+#if defined(__AVX512F__)
+  half::to_half_avx512(in, out, n);
+#elif defined(__F16C__)
+  half::to_half_f16c(in, out, n);
+#else
+  half::to_half_scalar(in, out, n);
+#endif
+}
+void gather(const std::uint16_t* src, int64_t stride, int64_t n, float* dst,
+            std::uint16_t* staged) {
+  if (stride != 1) gather(src, stride, n, staged);
+  convert(stride == 1 ? src : staged, dst, n);
+}
+void scatter(const float* src, int64_t n, std::uint16_t* dst, int64_t stride,
+             std::uint16_t* staged) {
+  convert(src, stride == 1 ? dst : staged, n);
+  if (stride != 1) scatter(staged, n, dst, stride);
+}
 template <class T>
-int64_t gathered_elements(int64_t n) {
-  return kRoleCount * n + scratch_elements<T>(n);
+void gather(const T* src, int64_t stride, int64_t n, T* dst, T*) {
+  gather(src, stride, n, dst);
+}
+template <class T>
+void scatter(const T* src, int64_t n, T* dst, int64_t stride, T*) {
+  scatter(src, n, dst, stride);
 }
 
-// One row (m, k) of any layout through contiguous copies: the operation's inputs gathered,
-// its outputs scattered; per-row outputs are written in place. `buffer` holds
-// gathered_elements(n).
-template <class Operation, class T>
+// The elements of gathered_row's buffer: a row of each operand (the mask's bytes in its T row),
+// the scratch row, and where the arrays hold S (float16) rather than T, n S for staging.
+template <class T, class S = T>
+int64_t gathered_elements(int64_t n) {
+  const int64_t staged = std::is_same_v<S, T> ? 0 : (n * int64_t(sizeof(S)) + sizeof(T) - 1) / sizeof(T);
+  return kRoleCount * n + scratch_elements<T>(n) + staged;
+}
+
+// One row (m, k) of any layout through contiguous copies in T: the operation's inputs
+// gathered, its outputs scattered, each converted where the arrays hold S; per-row operands
+// (T in every call: fastsoftmax.hpp) are read and written in place. `buffer` holds
+// gathered_elements<T, S>(n).
+template <class Operation, class T, class S = T>
 void gathered_row(const Block& b, int64_t m, int64_t k, T* buffer) {
   const int64_t n = b.n;
-  const Row<T> at = elements<T>(b, m, 0, k);
+  ByRole<S*> at;  // the full-shape operands' element (m, 0, k)
   Row<T> row;
   for (int i = 0; i < kRoleCount; ++i) {
-    const bool copied = at.item[i] && !is_per_row(static_cast<Role>(i));
-    row.item[i] = copied ? buffer + i * n : at.item[i];
+    const Role role = static_cast<Role>(i);
+    const Operand& a = b.operands.item[i];
+    if (!a.data || is_mask(role)) continue;
+    if (is_per_row(role)) {
+      row.item[i] = element<T>(a, m, 0, k);
+    } else {
+      at.item[i] = element<S>(a, m, 0, k);
+      row.item[i] = buffer + i * n;
+    }
   }
+  T* const scratch = buffer + kRoleCount * n;
+  S* const staged = reinterpret_cast<S*>(scratch + scratch_elements<T>(n));
   for (Role role : Operation::kInputs) {
-    if (at[role]) gather(at[role], b.operands[role].stride[1], n, row[role]);
+    if (at[role]) gather(at[role], b.operands[role].stride[1], n, row[role], staged);
   }
-  if (at.where) {
+  const Operand& mask = b.operands[Role::where];
+  if (mask.data) {
     auto* where = reinterpret_cast<std::uint8_t*>(buffer + static_cast<int>(Role::where) * n);
-    gather(at.where, b.operands[Role::where].stride[1], n, where);
+    gather(element<const std::uint8_t>(mask, m, 0, k), mask.stride[1], n, where);
     row.where = where;
   }
   RowContext<T> ctx;
-  ctx.scratch = buffer + kRoleCount * n;
+  ctx.scratch = scratch;
   row_op<Operation>(row, n, ctx);
   for (Role role : Operation::kOutputs) {
-    if (at[role]) scatter(row[role], n, at[role], b.operands[role].stride[1]);
+    if (at[role]) scatter(row[role], n, at[role], b.operands[role].stride[1], staged);
   }
 }
 
@@ -249,14 +303,16 @@ void walk_rows(const Block& b, int threads) {
   });
 }
 
-template <class Operation, class T>
+// Rows of any layout through gathered copies; float16 arrays (S) of every layout this way too,
+// so a float16 call holds a few float32 rows per thread, never a float32 copy of its arrays.
+template <class Operation, class T, class S = T>
 void walk_gathered(const Block& b, int threads) {
   const int64_t rows = b.m * b.k;
   const int nt = threads_for(threads, rows, rows * b.n);
-  const Scratch<T> scratch(nt, gathered_elements<T>(b.n));
+  const Scratch<T> scratch(nt, gathered_elements<T, S>(b.n));
   parallel_ranges(rows, nt, [&](int64_t begin, int64_t end, int64_t t) {
     for (int64_t r = begin; r < end; ++r) {
-      gathered_row<Operation>(b, r / b.k, r % b.k, scratch.part(t));
+      gathered_row<Operation, T, S>(b, r / b.k, r % b.k, scratch.part(t));
     }
   });
 }
@@ -369,10 +425,13 @@ void run(const Block& b, int threads) {
 
 template <class Operation>
 void run_typed(const Block& b, int threads) {
-  if (b.dtype == DType::float32) {
-    run<Operation, float>(b, threads);
-  } else {
-    run<Operation, double>(b, threads);
+  switch (b.dtype) {
+    case DType::float32:
+      return run<Operation, float>(b, threads);
+    case DType::float64:
+      return run<Operation, double>(b, threads);
+    case DType::float16:
+      return walk_gathered<Operation, float, std::uint16_t>(b, threads);
   }
 }
 

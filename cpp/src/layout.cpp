@@ -93,7 +93,6 @@ void compute(const Call& call) {
     operand.stride[2] = inner.stride[i];
   }
 
-  const std::size_t itemsize = call.dtype == DType::float32 ? 4 : 8;
   const BlockKernel kernel = selected_kernel();
   std::int64_t index[kMaxDims] = {};
   while (true) {
@@ -102,9 +101,8 @@ void compute(const Call& call) {
       if (!ref.data) continue;
       std::int64_t offset = 0;
       for (int j = 0; j < looped; ++j) offset += index[j] * groups.group[j].stride[i];
-      const std::size_t size = is_mask(static_cast<Role>(i)) ? 1 : itemsize;
-      block.operands.item[i].data =
-          static_cast<char*>(ref.data) + offset * static_cast<std::int64_t>(size);
+      const int size = element_bytes(call.dtype, static_cast<Role>(i));
+      block.operands.item[i].data = static_cast<char*>(ref.data) + offset * size;
     }
     kernel(block, call.threads);
     // Odometer over the looped groups, last fastest.

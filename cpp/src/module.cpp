@@ -27,19 +27,25 @@ namespace {
 // NumPy's dtype numbers, looked up once: py::dtype::of<T>() builds a new object on every call.
 int g_float32_num = 0;
 int g_float64_num = 0;
-// For the fast path: numpy.ndarray itself, and the native float32 and float64 dtypes (NumPy's
-// singletons; a byte-swapped float32 has the same number but is another object).
+int g_float16_num = 0;
+// For the fast path: numpy.ndarray itself, and the native float dtypes (NumPy's singletons; a
+// byte-swapped float32 has the same number but is another object).
 PyTypeObject* g_ndarray_type = nullptr;
 PyObject* g_float32_descr = nullptr;
 PyObject* g_float64_descr = nullptr;
+PyObject* g_float16_descr = nullptr;
 
 DType dtype_of(const py::array& a) {
   const int num = a.dtype().num();
   if (num == g_float32_num) return DType::float32;
   if (num == g_float64_num) return DType::float64;
-  throw py::type_error("fastsoftmax._core takes float32 or float64 arrays; got " +
+  if (num == g_float16_num) return DType::float16;
+  throw py::type_error("fastsoftmax._core takes float16, float32 or float64 arrays; got " +
                        std::string(py::str(a.dtype())));
 }
+
+// The dtype of a call's per-row operands (fastsoftmax.hpp: float32 in a float16 call).
+DType row_dtype(DType dtype) { return dtype == DType::float16 ? DType::float32 : dtype; }
 
 constexpr int kMaxDims = 64;  // NumPy 2's NPY_MAXDIMS; NumPy 1 allows 32
 
@@ -95,7 +101,10 @@ void check_mask_operand(const py::array& a, const py::array& x, Operand& op) {
 // shape with a stride of 0 along the axis.
 void check_row_operand(const py::array& a, const py::array& x, int axis, const char* name,
                        bool writeable, Operand& op) {
-  if (dtype_of(a) != dtype_of(x)) throw py::type_error(std::string(name) + ": dtypes differ");
+  if (dtype_of(a) != row_dtype(dtype_of(x))) {
+    throw py::type_error(std::string(name) + ": dtype is not " +
+                         (dtype_of(x) == DType::float16 ? "float32 (x is float16)" : "x's"));
+  }
   const bool same = a.ndim() == x.ndim() - 1 &&
                     std::equal(a.shape(), a.shape() + axis, x.shape()) &&
                     std::equal(a.shape() + axis, a.shape() + a.ndim(), x.shape() + axis + 1);
@@ -220,7 +229,7 @@ fastsoftmax::ByRole<py::handle> roles(Pairs... pairs) {
 
 // [Note: the fast path]
 // For a small array the Python layer's checks cost several times the kernel (about 1.5 us of a
-// 2 us call), so the common case skips them: plain ndarrays of native float32 or float64,
+// 2 us call), so the common case skips them: plain ndarrays of a native float dtype,
 // aligned, non-empty, equal shapes and dtypes, an int axis in range or a run of adjacent axes
 // that merge into one in every operand (axis_run; axis=(1, 2) of a C-contiguous (64, 32, 32)
 // array costs what the (64, 1024) call does), and either no `out` (x C-contiguous: the result
@@ -233,8 +242,8 @@ bool plain_float_array(py::handle h) {
   if (Py_TYPE(h.ptr()) != g_ndarray_type) return false;
   const auto a = py::reinterpret_borrow<py::array>(h);
   const PyObject* descr = a.dtype().ptr();
-  return (descr == g_float32_descr || descr == g_float64_descr) && a.size() > 0 &&
-         check_aligned(a);
+  const bool native = descr == g_float32_descr || descr == g_float64_descr || descr == g_float16_descr;
+  return native && a.size() > 0 && check_aligned(a);
 }
 
 // [lowest, highest) byte address an array touches.
@@ -376,6 +385,7 @@ py::array exp_values(const py::array& x) {
   py::array contiguous = py::array::ensure(x, py::array::c_style);
   py::array out(contiguous.dtype(), std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
   const DType dtype = dtype_of(contiguous);
+  if (dtype == DType::float16) throw py::type_error("_exp takes float32 or float64 arrays");
   fastsoftmax::selected_exp()(dtype, contiguous.data(), out.mutable_data(), contiguous.size());
   return out;
 }
@@ -411,9 +421,11 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "fastsoftmax's compiled kernels; use the functions of the fastsoftmax package.";
   g_float32_num = py::dtype::of<float>().num();
   g_float64_num = py::dtype::of<double>().num();
+  g_float16_num = py::dtype("float16").num();
   // Kept for the life of the process, as the module is.
   g_float32_descr = py::dtype::of<float>().release().ptr();
   g_float64_descr = py::dtype::of<double>().release().ptr();
+  g_float16_descr = py::dtype("float16").release().ptr();
   g_ndarray_type = Py_TYPE(py::array_t<float>(0).ptr());
   using fastsoftmax::Role;
   using Arg = std::pair<Role, py::handle>;

@@ -113,6 +113,7 @@ def _unary(
     x = _checks.as_array(x)
     compute, dtype = _checks.result_dtypes(x.dtype, "x")  # before the axis: a dict is 0-d
     ax = _checks.normalize_axis(axis, x.ndim)
+    compute = _backends.input_dtype(module, compute, dtype)
     x = _as_dtype(x, compute)
     mask = _checks.broadcast_mask(where, x.shape)
     user_out, written = _output(out, x, dtype, compute, _present(x, mask), "out")
@@ -127,12 +128,14 @@ def _present(*arrays: np.ndarray | None) -> tuple[np.ndarray, ...]:
 
 
 def _two_inputs(
-    first: ArrayLike, second: ArrayLike, names: tuple[str, str], axis: Axis
+    module: object, first: ArrayLike, second: ArrayLike, names: tuple[str, str], axis: Axis
 ) -> tuple[np.ndarray, np.ndarray, int | tuple[int, ...], np.dtype, np.dtype]:
-    """Both inputs checked and in the compute dtype, the axis, ``(compute, result)`` dtypes."""
+    """Both inputs checked and in the dtype ``module`` computes them in, the axis,
+    ``(compute, result)`` dtypes."""
     a = _checks.as_array(first)
     b = _checks.as_array(second)
     compute, dtype = _checks.result_dtypes(_checks.common_dtype(a, b, names), names[0])
+    compute = _backends.input_dtype(module, compute, dtype)
     _checks.same_shape(a, b, names)
     ax = _checks.normalize_axis(axis, a.ndim)
     return _as_dtype(a, compute), _as_dtype(b, compute), ax, compute, dtype
@@ -156,7 +159,7 @@ def _binary(
         if result is not None:
             return result
     module = _backends.resolve(backend)
-    a, b, ax, compute, dtype = _two_inputs(first, second, names, axis)
+    a, b, ax, compute, dtype = _two_inputs(module, first, second, names, axis)
     mask = _checks.broadcast_mask(where, a.shape)
     user_out, written = _output(out, a, dtype, compute, _present(a, b, mask), "out")
     if a.size:
@@ -399,7 +402,7 @@ def softmax_jvp(
     """
     module = _backends.resolve(backend)
     s_out, jvp_out = _jvp_outputs(out, return_softmax)
-    a, b, ax, compute, dtype = _two_inputs(x, v, ("x", "v"), axis)
+    a, b, ax, compute, dtype = _two_inputs(module, x, v, ("x", "v"), axis)
     mask = _checks.broadcast_mask(where, a.shape)
     user_jvp, jvp = _output(jvp_out, a, dtype, compute, _present(a, b, mask), "out")
     user_s, s = None, None

@@ -13,6 +13,8 @@ import importlib.machinery
 import os
 from types import ModuleType
 
+import numpy as np
+
 from ._cache_size import streaming_threshold_bytes
 
 BACKENDS = ("cpp", "numba", "numpy")
@@ -157,3 +159,10 @@ def resolve(name: str | None) -> ModuleType:
 def core() -> ModuleType | None:
     """The compiled extension, or ``None`` when it did not import."""
     return _core
+
+
+def input_dtype(module: ModuleType, compute: np.dtype, dtype: np.dtype) -> np.dtype:
+    """The dtype ``module`` takes a call's full-shape arrays in, for a result of ``dtype``
+    computed in ``compute``: float16 goes to the C++ core as it is (the kernels convert a few
+    rows at a time, in cache, and write float16), to the other backends as float32 copies."""
+    return dtype if dtype == np.float16 and module is _core else compute

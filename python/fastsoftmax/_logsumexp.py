@@ -115,7 +115,7 @@ def logsumexp(
         compute, dtype = _checks.result_dtypes(x.dtype, "x")
     else:
         compute, dtype = _checks.result_dtypes(_checks.common_dtype(x, weights, ("x", "b")), "x")
-    x, weights, mask = _operands(x, weights, where, compute)
+    x, weights, mask = _operands(x, weights, where, _backends.input_dtype(module, compute, dtype))
     axes = _checks.normalize_axis(axis, x.ndim)
     summed = (axes,) if type(axes) is int else axes
     row_shape = tuple(n for d, n in enumerate(x.shape) if d not in summed)

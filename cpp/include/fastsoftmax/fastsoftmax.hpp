@@ -27,7 +27,10 @@ enum class Op : int {
   log_softmax_given,
 };
 
-enum class DType : int { float32, float64 };
+// float16 arrays are computed in float32, a few rows at a time (cpp/src/kernels.cpp); a float16
+// call's per-row operands (below) are float32, since a row's sum of exps or its partials would
+// overflow float16's range (65504) long before float32's.
+enum class DType : int { float32, float64, float16 };
 
 // The operands of a call, by role: inputs x (the logits, or the saved forward output for the
 // backward ops) and g (the gradient or tangent), outputs out and s (softmax_jvp's optional
@@ -46,6 +49,13 @@ constexpr bool is_per_row(Role role) {
 }
 // The one role whose elements are not the call's dtype.
 constexpr bool is_mask(Role role) { return role == Role::where; }
+
+// Bytes of one element of `role` in a call of `dtype`.
+constexpr int element_bytes(DType dtype, Role role) {
+  if (is_mask(role)) return 1;
+  if (dtype == DType::float64) return 8;
+  return dtype == DType::float16 && !is_per_row(role) ? 2 : 4;
+}
 
 // One T per role, indexed by it.
 template <class T>
