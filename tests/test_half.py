@@ -89,24 +89,30 @@ def _rows_last(a: np.ndarray, axis: int) -> np.ndarray:
 @pytest.mark.parametrize("masked", [False, True], ids=["all", "where"])
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("level", SIMD_LEVELS)
-def test_float16_rows_are_the_float32_rows_rounded(level, name, masked, layout, rng):
-    """The C++ kernels convert each float16 row to float32 in cache, compute it as a contiguous
-    float32 row and round the result: the same bits as the float32 function on the float32
-    values in C-contiguous rows, rounded by NumPy, in every layout along every axis, row
-    lengths around the vector widths and their tails included."""
+def test_float16_is_the_float32_result_rounded(level, name, masked, layout, rng):
+    """The C++ kernels widen float16 to float32 a row (or a slab of columns) at a time, compute
+    in float32 and round the result: in contiguous rows the same bits as the float32 function
+    on the widened values, rounded by NumPy; in any layout along any axis within one float16
+    step of it (the float32 walks of other layouts may sum in another order), row lengths
+    around the vector widths and their tails included."""
     for shape, axis in (((5, 37), -1), ((3, 16), -1), ((2, 7), 1), ((33, 4), 0), ((3, 9, 5), 1)):
         values = make_inputs(name, shape, np.dtype(np.float16), rng, axis)
         inputs = tuple(in_layout(v, layout)[0] for v in values)
         mask = rng.random(shape) > 0.3 if masked else None
-        wide = tuple(_rows_last(v.astype(np.float32), axis) for v in values)
+        wide = tuple(in_layout(v.astype(np.float32), layout)[0] for v in values)
         with simd_level(level), threads(1):
-            want = call(name, *wide, where=None if mask is None else _rows_last(mask, axis))
+            with np.errstate(over="ignore"):
+                want = call(name, *wide, axis=axis, where=mask).astype(np.float16)
             with unchanged(*inputs):
                 got = call(name, *inputs, axis=axis, where=mask, backend="cpp")
         assert got.dtype == np.float16
-        with np.errstate(over="ignore"):
-            want = np.moveaxis(want, -1, axis).astype(np.float16)
-        assert _same_bits(got, want), (shape, axis)
+        if layout == "C" and axis == -1:
+            assert _same_bits(got, want), shape
+        else:
+            with np.errstate(invalid="ignore"):  # a masked log_softmax's -inf
+                step = np.spacing(np.abs(want)).astype(np.float64)
+                close = np.abs(got.astype(np.float64) - want) <= step
+            assert np.all(close | (got == want) | (np.isnan(got) & np.isnan(want))), (shape, axis)
 
 
 @pytest.mark.parametrize("level", SIMD_LEVELS)

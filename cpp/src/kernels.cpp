@@ -49,6 +49,8 @@ constexpr int64_t kGrainElements = constants::kGrainElements;
 constexpr int64_t kStreamRowBytes = 1024;
 // Rows at least this long are shared between threads when there are fewer rows than threads.
 constexpr int64_t kSplitElements = constants::kSplitElements;
+// float16 columns are widened this many at a time (walk_half_columns).
+constexpr int64_t kHalfSlabWidth = 64;
 
 // `per_thread` elements of scratch for each thread, allocated before a parallel region (nothing
 // inside one may throw). Each thread's part starts on its own cache line: two threads writing
@@ -324,15 +326,22 @@ Tile<T> tile_at(const Block& b, int64_t m, int64_t k0, bool stream) {
   return tile;
 }
 
-// Column k of block index m alone, for a tile where some column's maximum is not finite: as a
-// tile one column wide, or through the limit rule when it is such a column. Nothing is
-// allocated (a gathered copy of a column of 200,000,000 rows would be 4 GB per thread).
+// Column c of a tile alone, for a tile where some column's maximum is not finite: as a tile one
+// column wide, or through the limit rule when it is such a column. Nothing is allocated (a
+// gathered copy of a column of 200,000,000 rows would be 4 GB per thread).
+template <class Operation, class T>
+void redo_column(const Tile<T>& tile, int64_t c) {
+  Tile<T> column = tile;
+  for (T*& at : column.at.item) at = at ? at + c : nullptr;  // every role steps 1 along K
+  if (column.at.where) column.at.where += c;
+  column.w = 1;
+  column.stream = false;
+  if (tile_op<Operation>(column)) return;
+  limit_rows<Operation>(column.at, column.stride, column.n);
+}
 template <class Operation, class T>
 void redo_column(const Block& b, int64_t m, int64_t k) {
-  Tile<T> column = tile_at<T>(b, m, k, false);
-  column.w = 1;
-  if (tile_op<Operation>(column)) return;
-  limit_rows<Operation>(column.at, column.stride, b.n);
+  redo_column<Operation>(tile_at<T>(b, m, k, false), 0);
 }
 
 // Fewer tiles than threads (few columns along a long axis): every thread takes a slice of every
@@ -412,6 +421,59 @@ void walk_columns(const Block& b, int threads) {
   });
 }
 
+// float16 along an axis that is not the last: slabs of up to kHalfSlabWidth columns, all N
+// rows, widened into a per-thread float32 tile, computed by the tile code and rounded back.
+template <class Operation>
+void walk_half_columns(const Block& b, int threads) {
+  using T = float;
+  using S = std::uint16_t;
+  // Narrower where that gives each thread a slab.
+  const int64_t by_threads = (b.k + threads - 1) / threads;
+  const int64_t width = std::min({kHalfSlabWidth, b.k, std::max<int64_t>(16, by_threads)});
+  const int64_t slabs_per_m = (b.k + width - 1) / width;
+  const int64_t tasks = b.m * slabs_per_m;
+  const int nt = threads_for(threads, tasks, b.m * b.n * b.k);
+  const Scratch<T> scratch(nt, kRoleCount * b.n * width);
+  parallel_ranges(tasks, nt, [&](int64_t begin, int64_t end, int64_t t) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t m = task / slabs_per_m;
+      const int64_t k0 = task % slabs_per_m * width;
+      Tile<T> tile{{}, {}, b.n, std::min(width, b.k - k0), false};
+      ByRole<const Operand*> half;  // the float16 operands, which the tile holds widened
+      for (int i = 0; i < kRoleCount; ++i) {
+        const Role role = static_cast<Role>(i);
+        const Operand& a = b.operands.item[i];
+        if (!a.data) continue;
+        tile.stride.item[i] = a.stride[1];
+        if (is_mask(role)) {
+          tile.at.where = element<const std::uint8_t>(a, m, 0, k0);
+        } else if (is_per_row(role)) {
+          tile.at.item[i] = element<T>(a, m, 0, k0);
+        } else {
+          half.item[i] = &a;
+          tile.at.item[i] = scratch.part(t) + i * b.n * width;
+          tile.stride.item[i] = tile.w;
+        }
+      }
+      for (Role role : Operation::kInputs) {
+        if (!half[role]) continue;
+        for (int64_t j = 0; j < b.n; ++j) {
+          convert(element<const S>(*half[role], m, j, k0), tile.at[role] + j * tile.w, tile.w);
+        }
+      }
+      if (!tile_op<Operation>(tile)) {
+        for (int64_t c = 0; c < tile.w; ++c) redo_column<Operation>(tile, c);
+      }
+      for (Role role : Operation::kOutputs) {
+        if (!half[role]) continue;
+        for (int64_t j = 0; j < b.n; ++j) {
+          convert(tile.at[role] + j * tile.w, element<S>(*half[role], m, j, k0), tile.w);
+        }
+      }
+    }
+  });
+}
+
 template <class Operation, class T>
 void run(const Block& b, int threads) {
   if (b.n == 1 || all_strides(b, 1, 1)) {
@@ -431,6 +493,9 @@ void run_typed(const Block& b, int threads) {
     case DType::float64:
       return run<Operation, double>(b, threads);
     case DType::float16:
+      if (b.n > 1 && !all_strides(b, 1, 1) && b.k > 1 && all_strides(b, 2, 1)) {
+        return walk_half_columns<Operation>(b, threads);
+      }
       return walk_gathered<Operation, float, std::uint16_t>(b, threads);
   }
 }
