@@ -22,9 +22,10 @@ Each line is one comparison with its target:
   against the NumPy formula (softmax, the loss from it, ``(p - onehot) / N``). Ours writes its
   gradient into a preallocated array; the others allocate theirs, as their users' code does.
 
-- float16 softmax, (64, 1000) and (8192, 8192), into a preallocated float16 output: against
-  PyTorch's float16 CPU softmax (``out=``) and against our own float32 softmax of the same
-  data (what a float16 call costs over its conversion).
+- float16 softmax, (64, 1000), (8192, 8192) and (4096, 1024) along axis 0, into a
+  preallocated float16 output: against PyTorch's float16 CPU softmax (``out=``, target 1.5x)
+  and against our own float32 softmax of the same data (what a float16 call costs over its
+  conversion); and the float16 softmax_backward of the two row shapes against PyTorch's.
 
 PyTorch and SciPy are compared against when installed (``pip install torch==2.13.0 scipy``);
 the lines that need them are left out otherwise. The machine is named first: figures from
@@ -182,19 +183,31 @@ def cross_entropy(budget: float, torch) -> list[str]:
 def float16_softmax(budget: float, torch) -> list[str]:
     rng = np.random.default_rng(0)
     lines = []
-    for shape in ((64, 1000), (8192, 8192)):
+    for shape, axis in (((64, 1000), -1), ((8192, 8192), -1), ((4096, 1024), 0)):
         x = rng.standard_normal(shape, dtype=np.float32)
         half = x.astype(np.float16)
         out, out32 = np.empty_like(half), np.empty_like(x)
-        ours = _median(partial(fsm.softmax, half, out=out), budget)
-        single = _median(partial(fsm.softmax, x, out=out32), budget)
-        lines.append(_line(f"softmax float16 {shape} vs our float32", single, ours, "no target"))
+        what = f"{shape}" + (f" axis={axis}" if axis != -1 else "")
+        ours = _median(partial(fsm.softmax, half, axis, out=out), budget)
+        single = _median(partial(fsm.softmax, x, axis, out=out32), budget)
+        lines.append(_line(f"softmax float16 {what} vs our float32", single, ours, "no target"))
         if torch is not None:
-            call = partial(torch.softmax, torch.from_numpy(half), -1, out=torch.from_numpy(out))
+            call = partial(torch.softmax, torch.from_numpy(half), axis, out=torch.from_numpy(out))
+            theirs = _median(call, budget)
+            lines.append(_line(f"softmax float16 {what} vs PyTorch", ours, theirs, "target >= 1.5"))
+        if axis == -1 and torch is not None:
+            y = fsm.softmax(half)
+            g = rng.standard_normal(shape, dtype=np.float32).astype(np.float16)
+            ours = _median(partial(fsm.softmax_backward, y, g, out=out), budget)
+            t = torch.from_numpy
+            call = partial(
+                torch._softmax_backward_data, t(g), t(y), -1, torch.float16, grad_input=t(out)
+            )
             theirs = _median(call, budget)
             lines.append(
-                _line(f"softmax float16 {shape} vs PyTorch", ours, theirs, "target >= 1.5")
+                _line(f"softmax_backward float16 {what} vs PyTorch", ours, theirs, "no target")
             )
+            del y, g
         del x, half, out, out32
     return lines
 
