@@ -48,6 +48,7 @@ from numba.core import types
 from numba.extending import overload
 
 from ._numba.kernels import KERNELS
+from ._numba.primitives import copy_into
 
 _SOFTMAX = KERNELS["softmax"].row_range
 _LOG_SOFTMAX = KERNELS["log_softmax"].row_range
@@ -92,7 +93,7 @@ def _deliver_typed(out, block):
         return lambda out, block: None
 
     def copy(out, block):
-        out[:] = block[0]
+        copy_into(out, block[0])
 
     return copy
 

@@ -32,7 +32,7 @@ from .._constants import SPLIT_ELEMENTS
 from . import operations
 from .columns import make_tile_kernels
 from .operands import block_rows_at, items_at, rows_at, slices_of, with_first
-from .primitives import compiled, is_finite, row, stream_fence
+from .primitives import compiled, copy_into, is_finite, row, stream_fence
 from .rows import make_row_kernels
 from .threads import GRAIN_ELEMENTS, NumbaThreads, threads_for
 
@@ -74,7 +74,7 @@ def make_kernels(op: operations.Operation) -> SimpleNamespace:
                 row_outs = with_first(row_outs, own)
             row_op(rows_at(ins, r), row_outs)
             if private:
-                row(outs[0], r)[:] = own
+                copy_into(row(outs[0], r), own)
 
     @jit
     def streamed_row_range(ins, outs, begin, end):
@@ -143,7 +143,7 @@ def make_kernels(op: operations.Operation) -> SimpleNamespace:
             else:
                 row_op(row_ins, row_outs)
             if private:
-                outs[0][r] = own
+                copy_into(outs[0][r], own)
 
     @parallel
     def parallel_tile_slices(ins, outs, width, parts):

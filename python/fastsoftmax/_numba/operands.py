@@ -34,7 +34,7 @@ from numba import types
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
-from .primitives import row, tile_row
+from .primitives import copy_into, row, tile_row
 
 
 def _block_rows(a, i, j0, j1):
@@ -230,5 +230,7 @@ def scatter_columns(outputs, i, k, rows):
 def _scatter_columns(outputs, i, k, rows):
     if not isinstance(outputs, types.BaseTuple):
         return None
-    lines = "".join(f"    outputs[{n}][i, :, k] = rows[{n}]\n" for n in range(len(outputs)))
-    return _define(f"def scatter_each(outputs, i, k, rows):\n{lines}", {})
+    lines = "".join(
+        f"    copy_into(outputs[{n}][i, :, k], rows[{n}])\n" for n in range(len(outputs))
+    )
+    return _define(f"def scatter_each(outputs, i, k, rows):\n{lines}", {"copy_into": copy_into})
