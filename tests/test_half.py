@@ -4,6 +4,8 @@ at a time in the C++ kernels; and used for float16 inputs and outputs."""
 
 from __future__ import annotations
 
+import functools
+
 import fastsoftmax as fsm
 import numpy as np
 import pytest
@@ -142,3 +144,31 @@ def test_float16_logsumexp_is_the_float32_one_rounded(level, rng):
             assert lse.dtype == sign.dtype == np.float16
             assert _same_bits(lse, lse32.astype(np.float16))
             assert _same_bits(sign, sign32.astype(np.float16))
+
+
+@functools.lru_cache(maxsize=1)
+def _past_the_cache(name: str) -> tuple[np.ndarray, ...]:
+    """Float16 inputs of ``name`` larger than the streaming threshold, in rows of 600 (1200
+    bytes: long enough to stream); made once for the SIMD levels that run one after another."""
+    n = 600
+    shape = (CORE.streaming_threshold_bytes() // (2 * n) + 2, n)
+    return make_inputs(name, shape, np.dtype(np.float16), np.random.default_rng(n))
+
+
+# The level varies fastest, so the levels of one function share its inputs.
+@pytest.mark.parametrize("level", SIMD_LEVELS)
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_float16_rows_past_the_cache_are_the_same_bits(name, level):
+    """Past the streaming threshold a float16 result is written with non-temporal stores (the
+    AVX-512 level) and the next row is prefetched: the same bits, into an output off the
+    vectors' alignment too."""
+    values = _past_the_cache(name)
+    shape = values[0].shape
+    with simd_level(level), threads(1):
+        want = call(name, *(v.astype(np.float32) for v in values)).astype(np.float16)
+        got = call(name, *values, backend="cpp")
+        assert _same_bits(got, want)
+        buffer = np.empty(want.size + 1, np.float16)
+        out = buffer[1:].reshape(shape)  # 2 bytes past a vector boundary
+        assert call(name, *values, out=out, backend="cpp") is out
+        assert _same_bits(out, want)

@@ -3,6 +3,7 @@
 // float32. Rounding to float16 is to nearest even, as NumPy's; from float16 it is exact.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -121,6 +122,21 @@ inline void to_half_avx512(const float* in, std::uint16_t* out, std::int64_t n) 
   const auto lanes = static_cast<__mmask16>((1u << (n - i)) - 1);
   const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(lanes, in + i), kRound);
   _mm256_mask_storeu_epi16(out + i, lanes, h);
+}
+
+// As to_half_avx512, its whole 32-byte lines written past the cache (non-temporal stores: the
+// caller fences).
+inline void to_half_avx512_streamed(const float* in, std::uint16_t* out, std::int64_t n) {
+  constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const auto misaligned = reinterpret_cast<std::uintptr_t>(out) % 32;
+  const std::int64_t head = std::min<std::int64_t>(n, misaligned ? (32 - misaligned) / 2 : 0);
+  to_half_avx512(in, out, head);
+  std::int64_t i = head;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm512_cvtps_ph(_mm512_loadu_ps(in + i), kRound);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(out + i), h);
+  }
+  to_half_avx512(in + i, out + i, n - i);
 }
 #endif
 

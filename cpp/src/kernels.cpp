@@ -172,13 +172,29 @@ void convert(const float* in, std::uint16_t* out, int64_t n) {
   half::to_half_scalar(in, out, n);
 #endif
 }
+// A contiguous row is converted in blocks of kLineHalves, each with the line one row further
+// on fetched into L2: in C order, the next row's (a prefetch never faults past the array).
 void gather(const std::uint16_t* src, int64_t stride, int64_t n, float* dst,
             std::uint16_t* staged) {
-  if (stride != 1) gather(src, stride, n, staged);
-  convert(stride == 1 ? src : staged, dst, n);
+  if (stride != 1) {
+    gather(src, stride, n, staged);
+    convert(staged, dst, n);
+    return;
+  }
+  constexpr int64_t kLineHalves = 32;
+  int64_t i = 0;
+  for (; i + kLineHalves <= n; i += kLineHalves) {
+    simd::prefetch(src + n + i);
+    convert(src + i, dst + i, kLineHalves);
+  }
+  convert(src + i, dst + i, n - i);
 }
 void scatter(const float* src, int64_t n, std::uint16_t* dst, int64_t stride,
-             std::uint16_t* staged) {
+             std::uint16_t* staged, bool stream) {
+#if defined(__AVX512F__)
+  if (stream && stride == 1) return half::to_half_avx512_streamed(src, dst, n);
+#endif
+  (void)stream;
   convert(src, stride == 1 ? dst : staged, n);
   if (stride != 1) scatter(staged, n, dst, stride);
 }
@@ -187,7 +203,7 @@ void gather(const T* src, int64_t stride, int64_t n, T* dst, T*) {
   gather(src, stride, n, dst);
 }
 template <class T>
-void scatter(const T* src, int64_t n, T* dst, int64_t stride, T*) {
+void scatter(const T* src, int64_t n, T* dst, int64_t stride, T*, bool) {
   scatter(src, n, dst, stride);
 }
 
@@ -204,7 +220,7 @@ int64_t gathered_elements(int64_t n) {
 // (T in every call: fastsoftmax.hpp) are read and written in place. `buffer` holds
 // gathered_elements<T, S>(n).
 template <class Operation, class T, class S = T>
-void gathered_row(const Block& b, int64_t m, int64_t k, T* buffer) {
+void gathered_row(const Block& b, int64_t m, int64_t k, T* buffer, bool stream) {
   const int64_t n = b.n;
   ByRole<S*> at;  // the full-shape operands' element (m, 0, k)
   Row<T> row;
@@ -234,7 +250,7 @@ void gathered_row(const Block& b, int64_t m, int64_t k, T* buffer) {
   ctx.scratch = scratch;
   row_op<Operation>(row, n, ctx);
   for (Role role : Operation::kOutputs) {
-    if (at[role]) scatter(row[role], n, at[role], b.operands[role].stride[1], staged);
+    if (at[role]) scatter(row[role], n, at[role], b.operands[role].stride[1], staged, stream);
   }
 }
 
@@ -317,15 +333,20 @@ void walk_rows(const Block& b, int threads) {
 
 // Rows of any layout through gathered copies; float16 arrays (S) of every layout this way too,
 // so a float16 call holds a few float32 rows per thread, never a float32 copy of its arrays.
+// Their contiguous float16 outputs past the cache are streamed, as walk_rows streams.
 template <class Operation, class T, class S = T>
 void walk_gathered(const Block& b, int threads) {
   const int64_t rows = b.m * b.k;
+  const int64_t row_bytes = b.n * int64_t(sizeof(S));
+  const bool stream = !std::is_same_v<S, T> && rows * row_bytes > streaming_threshold_bytes() &&
+                      row_bytes >= kStreamRowBytes;
   const int nt = threads_for(threads, rows, rows * b.n);
   const Scratch<T> scratch(nt, gathered_elements<T, S>(b.n));
   parallel_ranges(rows, nt, [&](int64_t begin, int64_t end, int64_t t) {
     for (int64_t r = begin; r < end; ++r) {
-      gathered_row<Operation, T, S>(b, r / b.k, r % b.k, scratch.part(t));
+      gathered_row<Operation, T, S>(b, r / b.k, r % b.k, scratch.part(t), stream);
     }
+    if (stream) simd::stream_fence();
   });
 }
 
