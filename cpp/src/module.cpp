@@ -242,7 +242,8 @@ bool plain_float_array(py::handle h) {
   if (Py_TYPE(h.ptr()) != g_ndarray_type) return false;
   const auto a = py::reinterpret_borrow<py::array>(h);
   const PyObject* descr = a.dtype().ptr();
-  const bool native = descr == g_float32_descr || descr == g_float64_descr || descr == g_float16_descr;
+  const bool native =
+      descr == g_float32_descr || descr == g_float64_descr || descr == g_float16_descr;
   return native && a.size() > 0 && check_aligned(a);
 }
 
