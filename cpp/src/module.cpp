@@ -403,16 +403,16 @@ void convert_half(const py::array& x, py::array& out) {
     throw py::value_error(
         "_convert_half takes C-contiguous, aligned float32 and float16 arrays of one size");
   }
-  const char from = to_half ? 'f' : 'e';
   const void* in = x.data();
   void* result = out.mutable_data();
+  const auto n = x.size();
   py::gil_scoped_release release;
-  if (from == 'f') {
+  if (to_half) {
     fastsoftmax::float_to_half(static_cast<const float*>(in), static_cast<std::uint16_t*>(result),
-                               x.size());
+                               n);
   } else {
     fastsoftmax::half_to_float(static_cast<const std::uint16_t*>(in), static_cast<float*>(result),
-                               x.size());
+                               n);
   }
 }
 

@@ -47,7 +47,7 @@ inline constexpr int kRoleCount = 9;
 constexpr bool is_per_row(Role role) {
   return role == Role::lse || role == Role::sign || role == Role::row_max || role == Role::row_sum;
 }
-// The one role whose elements are not the call's dtype.
+// The mask: bytes, whatever the call's dtype (the per-row roles of a float16 call are float32).
 constexpr bool is_mask(Role role) { return role == Role::where; }
 
 // Bytes of one element of `role` in a call of `dtype`.
@@ -93,8 +93,8 @@ std::string simd_level();                           // the one in use
 // unknown or not supported by this CPU.
 void set_simd_level(const std::string& name);
 
-// out[i] = in[i] as IEEE half bits, rounded to nearest even, and back (cpp/src/half.cpp): float16
-// arrays are computed in float32.
+// out[i] = in[i] as IEEE half bits, rounded to nearest even, and back (cpp/src/half.cpp): the
+// whole-array casts of the backends that compute float16 arrays in float32 copies.
 void float_to_half(const float* in, std::uint16_t* out, std::int64_t n);
 void half_to_float(const std::uint16_t* in, float* out, std::int64_t n);  // exact
 
