@@ -19,7 +19,7 @@ from .operands import (
     tile_rows_at,
     values_at,
 )
-from .primitives import inner, is_finite, prefer_wide_vectors
+from .primitives import INLINE, inner, is_finite, prefer_wide_vectors
 from .vector_loops import make_column_sums
 
 
@@ -43,10 +43,10 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
     constant_count = len(derive.py_func(np.ones(count), 1.0, np.ones(1)))
     column_sums = op.reduction.column_sums or make_column_sums(op.terms, op.keeps_exp)
     column_items = _make_column_items(constant_count)
-    jit = inner(op.name)
+    jit, helper = inner(op.name), inner(op.name, inline=INLINE)
     if op.per_row:  # its terms see no outputs: they have one element a row
         all_columns = column_sums
-        column_sums = jit(lambda ins, outs, m, t: all_columns(ins, (), m, t))
+        column_sums = helper(lambda ins, outs, m, t: all_columns(ins, (), m, t))
 
     @jit
     def first_pass(ins, outs, t):
@@ -93,7 +93,7 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
 
     output = jit(per_row_output if op.per_row else elementwise_output)
 
-    @jit
+    @helper
     def tile_op(ins, outs, t):
         """The operation on tile ``t``; False when a column's max is not finite."""
         finite, m, sums = first_pass(ins, outs, t)
@@ -103,7 +103,7 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
         output(ins, outs, t, m, constants(totals, rescale[0], m))
         return True
 
-    @jit
+    @helper
     def gathered_row(ins, outs, i, k):
         """Column k of block i through contiguous copies, for a column whose max is not
         finite."""

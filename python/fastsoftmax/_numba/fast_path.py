@@ -14,7 +14,7 @@ from .threads import GRAIN_ELEMENTS
 _FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
-@compiled
+@compiled(inline=True)
 def overlap(out, a):
     """For C-contiguous arrays of one shape and dtype: 1 when ``out`` is the memory of ``a``, 0
     when they are apart, -1 when they overlap in part."""
@@ -24,7 +24,7 @@ def overlap(out, a):
     return -1 if q < p + out.nbytes and p < q + a.nbytes else 0
 
 
-@compiled
+@compiled(inline=True)
 def in_place_code(out, x, g):
     """1 when ``out`` is ``x`` or ``g`` (see the Note on aliasing), 0 when it overlaps neither,
     -1 when it overlaps one in part (inputs may be read-only: no tuple of the two)."""
@@ -41,7 +41,7 @@ def make_all_rows(kernels):
     row_range, streamed_row_range = kernels.row_range, kernels.streamed_row_range
     jit = compiled(key=kernels.operation.name)
 
-    @jit
+    @compiled(key=kernels.operation.name, inline=True)
     def rows_of(ins, outs, stream):
         x = ins[0]
         in_place = in_place_code(outs[0], x, ins[-1])

@@ -44,7 +44,7 @@ STREAM_CHUNK = 1024
 STREAM_BYTES = streaming_threshold_bytes()
 
 
-@compiled
+@compiled(inline=True)
 def slice_bounds(n, p, parts):
     """Slice p of ``parts`` nearly equal slices of range(n)."""
     return n * p // parts, n * (p + 1) // parts

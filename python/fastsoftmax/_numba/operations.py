@@ -40,9 +40,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from .operands import kept, mask_of, tile_rows_at, values_at
+from .primitives import compiled
 from .vec_exp import exp, row_max
 from .vector_loops import column_max
 
@@ -69,7 +69,7 @@ class Reduction(NamedTuple):
     column_sums: Callable | None = None
 
 
-@njit(nogil=True)
+@compiled
 def _combine_shifted(ms, sums):
     parts, count, w = sums.shape
     m = ms[0].copy()
@@ -86,7 +86,7 @@ def _combine_shifted(ms, sums):
     return m, totals, rescale
 
 
-@njit(nogil=True)
+@compiled
 def _combine_plain(ms, sums):
     parts, count, w = sums.shape
     totals = np.zeros((count, w))
@@ -97,28 +97,28 @@ def _combine_plain(ms, sums):
     return ms[0], totals, np.ones((parts, w))
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _combine_given(ms, sums):
     """Every slice of a row read the same pair: the first's is the row's."""
     return ms[0], sums[0], np.ones((ms.shape[0], ms.shape[1]))
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _max_of_x(ins):
     return row_max(ins[0], mask_of(ins))
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _zero(ins):
     return ins[0].dtype.type(0)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _zeros(ins, t):
     return np.zeros(t[2] - t[1], ins[0].dtype)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _no_limit(ins, outs):
     """A plain reduction has no maximum, so no row takes a limit."""
 
@@ -136,23 +136,23 @@ def _no_limit(ins, outs):
 # same pair, so slices combine by taking one.
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _given_pair(values):
     """``(row_max, row_sum)`` of the loaded values at one element, the sum in float64."""
     return values[1], np.float64(values[2])
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _given_row_max(ins):
     return _given_pair(values_at(ins, 0))[0]
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _given_row_sums(ins, outs, m):
     return (_given_pair(values_at(ins, 0))[1],)
 
 
-@njit(nogil=True)
+@compiled
 def _given_columns(ins, t):
     """The pairs of tile ``t``'s columns: the maxima and ``sums[0, c]``."""
     i, k0, k1 = t
@@ -164,12 +164,12 @@ def _given_columns(ins, t):
     return m, sums
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _given_column_max(ins, t):
     return _given_columns(ins, t)[0]
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _given_column_sums(ins, outs, m, t):
     return _given_columns(ins, t)[1]
 
@@ -196,7 +196,7 @@ class Operation(NamedTuple):
     per_row: bool = False
 
 
-@njit(nogil=True)
+@compiled
 def limit_row(x, where, out, log):
     """A row whose max is not finite (see rows.hpp), over the entries the mask row ``where``
     keeps (None: all), the others as masked softmax or log_softmax outputs (the limit's miss);
@@ -219,100 +219,100 @@ def limit_row(x, where, out, log):
 
 
 # Terms, of the values at one element: (inputs, outputs, m).
-@njit(nogil=True)
+@compiled(inline=True)
 def _stored_exp(ins, outs, m):
     return outs[0]
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _exp_of_x(ins, outs, m):
     return exp(ins[0] - m)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _stored_exp_times_g(ins, outs, m):
     return outs[0] * ins[1]
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _x_times_g(ins, outs, m):
     return ins[0] * ins[1]
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _g(ins, outs, m):
     return ins[1]
 
 
 # softmax: e / sum(e).
-@njit(nogil=True)
+@compiled(inline=True)
 def _softmax_derive(sums, rescale, like):
     # np.divide: a pair given to softmax_given may hold a sum of 0: inf, as in C++ (`/` raises).
     return (like.dtype.type(rescale * np.divide(1.0, sums[0])),)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _softmax_element(ins, outs, m, c):
     return (outs[0] * c[0],)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _softmax_limit(ins, outs):
     limit_row(ins[0], mask_of(ins), outs[0], False)
 
 
 # log_softmax: (x - m) - log(sum(e)).
-@njit(nogil=True)
+@compiled(inline=True)
 def _log_softmax_derive(sums, rescale, like):
     return (like.dtype.type(math.log(sums[0])),)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _log_softmax_element(ins, outs, m, c):
     return ((ins[0] - m) - c[0],)  # [Note: order of subtraction] in rows.hpp
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _log_softmax_limit(ins, outs):
     limit_row(ins[0], mask_of(ins), outs[0], True)
 
 
 # softmax_backward: y (g - sum(y g)). A backward op's sum may be 0 and needs no division.
-@njit(nogil=True)
+@compiled(inline=True)
 def _sum_derive(sums, rescale, like):
     """The sum itself (the backwards' constant, row_partials' row_sum)."""
     return (like.dtype.type(sums[0]),)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _softmax_backward_element(ins, outs, m, c):
     return (ins[0] * (ins[1] - c[0]),)
 
 
 # log_softmax_backward: g - exp(y) sum(g).
-@njit(nogil=True)
+@compiled(inline=True)
 def _log_softmax_backward_element(ins, outs, m, c):
     return (ins[1] - exp(ins[0]) * c[0],)
 
 
 # softmax_jvp: s (v - sum(s v)), s = e / sum(e), and s itself when it is asked for.
-@njit(nogil=True)
+@compiled(inline=True)
 def _jvp_derive(sums, rescale, like):
     return like.dtype.type(rescale * (1.0 / sums[0])), like.dtype.type(sums[1] / sums[0])
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _jvp_element(ins, outs, m, c):
     return ((outs[0] * c[0]) * (ins[1] - c[1]),)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _jvp_with_softmax_element(ins, outs, m, c):
     s = outs[0] * c[0]
     return s * (ins[1] - c[1]), s
 
 
-@njit(nogil=True)
+@compiled
 def _fill_jvp_limit(saturated, where, out):
     """The Jacobian of a saturated softmax is zero; else NaN, but where the mask leaves out."""
     value = out.dtype.type(0 if saturated else np.nan)
@@ -320,13 +320,13 @@ def _fill_jvp_limit(saturated, where, out):
         out[i] = kept(where, i, value, 0)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _jvp_limit(ins, outs):
     where = mask_of(ins)
     _fill_jvp_limit(limit_row(ins[0], where, outs[0], False), where, outs[0])
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _jvp_with_softmax_limit(ins, outs):
     where = mask_of(ins)
     _fill_jvp_limit(limit_row(ins[0], where, outs[1], False), where, outs[0])
@@ -334,12 +334,12 @@ def _jvp_with_softmax_limit(ins, outs):
 
 # logsumexp: m + log|sum(e b)| (b = 1 without it) and the sum's sign, per row; the public
 # function masks out the entries whose b is 0 (python/fastsoftmax/_logsumexp.py).
-@njit(nogil=True)
+@compiled(inline=True)
 def _exp_of_x_times_b(ins, outs, m):
     return exp(ins[0] - m) * ins[1]
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _lse_derive(sums, rescale, like):
     """log|sum| and the sign of the sum (+1, -1, 0 or NaN)."""
     s = sums[0]
@@ -347,19 +347,19 @@ def _lse_derive(sums, rescale, like):
     return like.dtype.type(np.log(np.abs(s))), like.dtype.type(sign)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _lse_element(ins, outs, m, c):
     return m + c[0], c[1]
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _store_unshifted(s, outs):
     """A row whose maximum is not finite, summed unshifted as SciPy does (operations.hpp)."""
     outs[0][0] = np.log(np.abs(s))
     outs[1][0] = 1.0 if s > 0 else -1.0 if s < 0 else 0.0 if s == 0 else s
 
 
-@njit(nogil=True)
+@compiled
 def _lse_limit(ins, outs):
     x, where, s = ins[0], mask_of(ins), 0.0
     for i in range(x.shape[0]):
@@ -367,7 +367,7 @@ def _lse_limit(ins, outs):
     _store_unshifted(s, outs)
 
 
-@njit(nogil=True)
+@compiled
 def _weighted_lse_limit(ins, outs):
     x, b, where, s = ins[0], ins[1], mask_of(ins), 0.0
     for i in range(x.shape[0]):
@@ -376,12 +376,12 @@ def _weighted_lse_limit(ins, outs):
 
 
 # row_partials: the row's maximum and sum(e), or its limit (`_row_partials_limit`).
-@njit(nogil=True)
+@compiled(inline=True)
 def _row_partials_element(ins, outs, m, c):
     return m, c[0]
 
 
-@njit(nogil=True)
+@compiled
 def _row_partials_limit(ins, outs):
     """The maximum over the kept entries (NaN ignored) and, as its sum, the count of +inf
     entries (exp(inf - inf) taken as 1, so that combined pairs give the limit rule's 1/k): 0
@@ -398,14 +398,14 @@ def _row_partials_limit(ins, outs):
 
 
 # softmax_given and log_softmax_given: the forward's derive and output step at the given pair.
-@njit(nogil=True)
+@compiled(inline=True)
 def _softmax_given_element(ins, outs, m, c):
     """softmax's output step at ``e = exp(x - m)``, which softmax reads back from its output
     (``keeps_exp``) and this computes: with no sums to take, no pass comes between."""
     return _softmax_element(ins, (exp(ins[0] - m),), m, c)
 
 
-@njit(nogil=True)
+@compiled
 def _given_limit(ins, outs, log):
     """A given maximum that is not finite (cpp/src/operations.hpp FromPartials::limit): +inf
     gives the limit, the +inf entries 1/row_sum (log: -log(row_sum)), the others 0 (-inf);
@@ -422,12 +422,12 @@ def _given_limit(ins, outs, log):
         outs[0][i] = kept(where, i, value, miss)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _softmax_given_limit(ins, outs):
     _given_limit(ins, outs, False)
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def _log_softmax_given_limit(ins, outs):
     _given_limit(ins, outs, True)
 

@@ -27,14 +27,28 @@ from numba.np.arrayobj import make_array, populate_array
 LINE_BYTES = 64
 
 
-def compiled(function=None, *, parallel=False, key=""):
+# [Note: inlined helpers]
+# Each function Numba compiles on its own has its own typing and LLVM passes, 0.05-0.2 s, in
+# every process (the Note above): a first (64, 1000) softmax compiled 35 of them. So a function
+# without a loop is compiled into its callers instead (``inline="always"``: Numba inlines its
+# IR). That first call went from 3.4 to 2.5 s on one thread, 4.2 to 3.3 s on two (Intel Xeon,
+# medians of 3 processes), its run time unchanged. A function holding a loop stays on its own,
+# to keep the flags its loop is vectorised with (fastmath, 512-bit vectors: the Notes on them),
+# which a caller's IR would not carry: with every function inlined, that softmax ran in 62 us
+# instead of 34. The overloads (operands.py) stay compiled on their own: Numba compiles an
+# overload to type it whether or not it is then inlined, and inlining them measured slower.
+INLINE = "always"
+
+
+def compiled(function=None, *, parallel=False, key="", inline=False):
     """``function`` compiled with ``nogil``; ``key`` names the operation a closure was made for
-    (the name a profiler shows). As a decorator, with or without arguments."""
+    (the name a profiler shows); ``inline`` for a function without a loop (the Note on inlined
+    helpers). As a decorator, with or without arguments."""
     if function is None:
-        return lambda f: compiled(f, parallel=parallel, key=key)
+        return lambda f: compiled(f, parallel=parallel, key=key, inline=inline)
     if key:
         function.__qualname__ = f"{key}.{function.__name__}"
-    return njit(nogil=True, parallel=parallel)(function)
+    return njit(nogil=True, parallel=parallel, inline=INLINE if inline else "never")(function)
 
 
 @compiled
@@ -81,7 +95,7 @@ def prefer_wide_vectors(typingctx):
     return types.none(), codegen
 
 
-@compiled
+@compiled(inline=True)
 def is_finite(v):
     return -np.inf < v < np.inf
 
@@ -126,7 +140,7 @@ def row(typingctx, a, r):
     return view_type(a, r), codegen
 
 
-@compiled
+@compiled(inline=True)
 def tile_row(a, i, j, k0, k1):
     """``a[i, j, k0:k1]`` of a C-contiguous block, holding no reference (see `row`)."""
     return row(row(a, i), j)[k0:k1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from .operands import kept, mask_of, slices_of, store_at, values_at
-from .primitives import LINE_BYTES, inner, is_finite, prefer_wide_vectors, stream_copy
+from .primitives import INLINE, LINE_BYTES, inner, is_finite, prefer_wide_vectors, stream_copy
 from .vector_loops import make_row_sums, store_exp
 
 # [Note: aliasing]
@@ -36,14 +36,14 @@ def make_row_kernels(op) -> SimpleNamespace:
     ``streamed_output``."""
     row_max, derive, element, limit = op.reduction.row_max, op.derive, op.element, op.limit
     keeps_exp, masked = op.keeps_exp, op.masked
-    jit = inner(op.name)
+    jit, helper = inner(op.name), inner(op.name, inline=INLINE)
     row_sums = op.reduction.row_sums or make_row_sums(op.terms)
     if op.per_row:  # its terms see no outputs: they have one element a row
         all_sums = row_sums
-        row_sums = jit(lambda ins, outs, m: all_sums(ins, (), m))
+        row_sums = helper(lambda ins, outs, m: all_sums(ins, (), m))
     no_sums = (0.0,) * len(op.terms)
 
-    @jit
+    @helper
     def first_pass(ins, outs):
         """``(m, sums)`` of a row or a slice of one: its maximum (0 for a plain reduction) and
         the float64 sums; nothing past the max when it is not finite."""
@@ -69,9 +69,9 @@ def make_row_kernels(op) -> SimpleNamespace:
         if outs[0].shape[0]:
             store_at(outs, 0, element((), (), m, constants))
 
-    output = jit(per_row_output if op.per_row else elementwise_output)
+    output = helper(per_row_output) if op.per_row else jit(elementwise_output)
 
-    @jit
+    @helper
     def row_op(ins, outs):
         m, sums = first_pass(ins, outs)
         if not is_finite(m):

@@ -17,7 +17,7 @@ from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
 from .operands import kept, mask_of, slices_of, tile_rows_at, values_at
-from .primitives import inner, is_finite, prefer_wide_vectors
+from .primitives import INLINE, compiled, inner, is_finite, prefer_wide_vectors
 from .vec_exp import exp
 
 FOLD_ELEMENTS = 256
@@ -40,7 +40,7 @@ FOLD_ROWS = 8
 # exceeded the float32 softmax bound.
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def add_compensated(total, carry, value):
     """Neumaier's step: ``total + carry`` gains ``value``, ``carry`` keeps what rounding lost."""
     new_total = total + value
@@ -51,7 +51,7 @@ def add_compensated(total, carry, value):
     return new_total, carry
 
 
-@njit(nogil=True)
+@compiled(inline=True)
 def compensated_result(total, carry):
     return total + carry if is_finite(total) else total  # inf - inf in the carry is no NaN
 
@@ -113,7 +113,7 @@ def make_row_sum(term, wide, unit=False):
     )
     if unit and wide:  # float32 terms added in float64 are exact enough; float64 ones split
         wide_sum, unit_sum = partial_sum, fast(unit_partial_sum)
-        partial_sum = inner(key)(
+        partial_sum = inner(key, inline=INLINE)(
             lambda ins, outs, m: (
                 wide_sum(ins, outs, m) if _is_single(ins[0].dtype) else unit_sum(ins, outs, m)
             )
@@ -159,9 +159,11 @@ def make_row_sums(terms):
     """The tuple of the float64 sums of ``terms`` (``(term, wide)`` pairs) over a row."""
     first = make_row_sum(*terms[0])
     if len(terms) == 1:
-        return inner(_key(terms))(lambda ins, outs, m: (first(ins, outs, m),))
+        return inner(_key(terms), inline=INLINE)(lambda ins, outs, m: (first(ins, outs, m),))
     rest = make_row_sums(terms[1:])
-    return inner(_key(terms))(lambda ins, outs, m: (first(ins, outs, m), *rest(ins, outs, m)))
+    return inner(_key(terms), inline=INLINE)(
+        lambda ins, outs, m: (first(ins, outs, m), *rest(ins, outs, m))
+    )
 
 
 def _make_add_terms(terms, first=0):
@@ -183,7 +185,7 @@ def _make_add_terms(terms, first=0):
         if others is not None:
             others(part, rest, c, where, ins, outs, m)
 
-    return inner(f"{_key(terms)}@{first}")(add)
+    return inner(f"{_key(terms)}@{first}", inline=INLINE)(add)
 
 
 def _is_unit(term) -> bool:
