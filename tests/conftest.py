@@ -87,16 +87,6 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     return np.random.default_rng(list(request.node.nodeid.encode()))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Most of the run is Numba compiling, once per specialisation in each worker process that
-    meets it, and a specialisation is of one dtype: so pytest-xdist (``--dist loadgroup``) gives
-    the Numba tests of each dtype to one worker, and those naming no dtype to the float32 one."""
-    for item in items:
-        if "numba" in item.nodeid:
-            dtype = "float64" if "float64" in item.nodeid else "float32"
-            item.add_marker(pytest.mark.xdist_group(f"numba-{dtype}"))
-
-
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"fastsoftmax {fsm.__version__}: backends {fsm.available_backends()}"]
     if CORE is None:
