@@ -19,7 +19,7 @@ from .operands import (
     tile_rows_at,
     values_at,
 )
-from .primitives import INLINE, inner, is_finite, prefer_wide_vectors
+from .primitives import inner, is_finite, prefer_wide_vectors
 from .vector_loops import make_column_sums
 
 
@@ -43,7 +43,7 @@ def make_tile_kernels(op, row_op) -> SimpleNamespace:
     constant_count = len(derive.py_func(np.ones(count), 1.0, np.ones(1)))
     column_sums = op.reduction.column_sums or make_column_sums(op.terms, op.keeps_exp)
     column_items = _make_column_items(constant_count)
-    jit, helper = inner(op.name), inner(op.name, inline=INLINE)
+    jit, helper = inner(op.name), inner(op.name, inline=True)
     if op.per_row:  # its terms see no outputs: they have one element a row
         all_columns = column_sums
         column_sums = helper(lambda ins, outs, m, t: all_columns(ins, (), m, t))

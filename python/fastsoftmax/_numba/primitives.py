@@ -37,7 +37,6 @@ LINE_BYTES = 64
 # which a caller's IR would not carry: with every function inlined, that softmax ran in 62 us
 # instead of 34. The overloads (operands.py) stay compiled on their own: Numba compiles an
 # overload to type it whether or not it is then inlined, and inlining them measured slower.
-INLINE = "always"
 
 
 def compiled(function=None, *, parallel=False, key="", inline=False):
@@ -48,7 +47,7 @@ def compiled(function=None, *, parallel=False, key="", inline=False):
         return lambda f: compiled(f, parallel=parallel, key=key, inline=inline)
     if key:
         function.__qualname__ = f"{key}.{function.__name__}"
-    return njit(nogil=True, parallel=parallel, inline=INLINE if inline else "never")(function)
+    return njit(nogil=True, parallel=parallel, inline="always" if inline else "never")(function)
 
 
 @compiled
@@ -60,13 +59,14 @@ def copy_into(dst, src):
         dst[i] = src[i]
 
 
-def inner(key: str, **options):
+def inner(key: str, *, inline=False, **options):
     """A decorator: the function compiled with ``nogil`` (and ``options``) for compiled callers,
-    ``key`` (what a closure was made for) before its qualified name (the Note above)."""
+    ``key`` (what a closure was made for) before its qualified name (the Note above); ``inline``
+    for a function without a loop (the Note on inlined helpers)."""
 
     def decorate(function):
         function.__qualname__ = f"{key}.{function.__qualname__}"
-        return njit(nogil=True, **options)(function)
+        return njit(nogil=True, inline="always" if inline else "never", **options)(function)
 
     return decorate
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from .operands import kept, mask_of, slices_of, store_at, values_at
-from .primitives import INLINE, LINE_BYTES, inner, is_finite, prefer_wide_vectors, stream_copy
+from .primitives import LINE_BYTES, inner, is_finite, prefer_wide_vectors, stream_copy
 from .vector_loops import make_row_sums, store_exp
 
 # [Note: aliasing]
@@ -36,7 +36,7 @@ def make_row_kernels(op) -> SimpleNamespace:
     ``streamed_output``."""
     row_max, derive, element, limit = op.reduction.row_max, op.derive, op.element, op.limit
     keeps_exp, masked = op.keeps_exp, op.masked
-    jit, helper = inner(op.name), inner(op.name, inline=INLINE)
+    jit, helper = inner(op.name), inner(op.name, inline=True)
     row_sums = op.reduction.row_sums or make_row_sums(op.terms)
     if op.per_row:  # its terms see no outputs: they have one element a row
         all_sums = row_sums

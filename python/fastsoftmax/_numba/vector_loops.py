@@ -12,12 +12,11 @@ normal row of test_accuracy.py exceeded its bound (1.12x); with 8 terms it is we
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
 from .operands import kept, mask_of, slices_of, tile_rows_at, values_at
-from .primitives import INLINE, compiled, inner, is_finite, prefer_wide_vectors
+from .primitives import compiled, inner, is_finite, prefer_wide_vectors
 from .vec_exp import exp
 
 FOLD_ELEMENTS = 256
@@ -113,7 +112,7 @@ def make_row_sum(term, wide, unit=False):
     )
     if unit and wide:  # float32 terms added in float64 are exact enough; float64 ones split
         wide_sum, unit_sum = partial_sum, fast(unit_partial_sum)
-        partial_sum = inner(key, inline=INLINE)(
+        partial_sum = inner(key, inline=True)(
             lambda ins, outs, m: (
                 wide_sum(ins, outs, m) if _is_single(ins[0].dtype) else unit_sum(ins, outs, m)
             )
@@ -159,9 +158,9 @@ def make_row_sums(terms):
     """The tuple of the float64 sums of ``terms`` (``(term, wide)`` pairs) over a row."""
     first = make_row_sum(*terms[0])
     if len(terms) == 1:
-        return inner(_key(terms), inline=INLINE)(lambda ins, outs, m: (first(ins, outs, m),))
+        return inner(_key(terms), inline=True)(lambda ins, outs, m: (first(ins, outs, m),))
     rest = make_row_sums(terms[1:])
-    return inner(_key(terms), inline=INLINE)(
+    return inner(_key(terms), inline=True)(
         lambda ins, outs, m: (first(ins, outs, m), *rest(ins, outs, m))
     )
 
@@ -235,7 +234,7 @@ def make_column_sums(terms, keeps_exp):
     return inner(f"{_key(terms)}:{keeps_exp}")(column_sums)
 
 
-@njit(nogil=True)
+@compiled
 def column_max(ins, t):
     """The maximum of each column of tile ``t`` of the first input (NaN loses, as in
     simd::max), of the entries the mask keeps: -inf for none."""
@@ -252,7 +251,7 @@ def column_max(ins, t):
     return m
 
 
-@njit(nogil=True)
+@compiled
 def store_exp(x, m, e):
     """e = exp(x - m), elementwise: its sum is taken afterwards (Note: deterministic sums)."""
     prefer_wide_vectors()
