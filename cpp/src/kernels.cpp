@@ -65,24 +65,29 @@ constexpr int kFullShapeRoles = [] {
 // `per_thread` elements of scratch for each thread, allocated before a parallel region (nothing
 // inside one may throw). Each thread's part starts on its own cache line: two threads writing
 // the ends of neighbouring parts into one line made (98304, 512) softmax on 2 threads 1.5x
-// slower. Not zeroed: value-initialising it cost ~20 us on (8, 50257).
+// slower. Not zeroed: value-initialising it cost ~20 us on (8, 50257). A small call's scratch
+// (a short row's, with its 4 KiB of placement room: rows.hpp) is held in the object, on the
+// caller's stack: a heap block per call was a tenth of a (1, 10) softmax's time in C++.
 template <class T>
 class Scratch {
  public:
-  Scratch(int threads, int64_t per_thread)
-      : stride_((per_thread + kLine - 1) / kLine * kLine),
-        storage_(new T[static_cast<std::size_t>(threads * stride_ + kLine)]) {
-    const auto misaligned = reinterpret_cast<std::uintptr_t>(storage_.get()) % kLineBytes;
-    base_ = storage_.get() + (misaligned ? (kLineBytes - misaligned) / sizeof(T) : 0);
+  Scratch(int threads, int64_t per_thread) : stride_((per_thread + kLine - 1) / kLine * kLine) {
+    const auto elements = static_cast<std::size_t>(threads * stride_ + kLine);
+    if (elements > kHeld) heap_.reset(new T[elements]);
+    T* const storage = heap_ ? heap_.get() : held_;
+    const auto misaligned = reinterpret_cast<std::uintptr_t>(storage) % kLineBytes;
+    base_ = storage + (misaligned ? (kLineBytes - misaligned) / sizeof(T) : 0);
   }
   T* part(int64_t thread) const { return base_ + thread * stride_; }
 
  private:
   static constexpr std::uintptr_t kLineBytes = 64;
   static constexpr int64_t kLine = kLineBytes / sizeof(T);  // elements per cache line
+  static constexpr std::size_t kHeld = 16384 / sizeof(T);
   int64_t stride_;
-  std::unique_ptr<T[]> storage_;
-  T* base_;  // storage_'s first cache-line boundary
+  std::unique_ptr<T[]> heap_;
+  T* base_;  // the storage's first cache-line boundary
+  T held_[kHeld];
 };
 
 // How many threads a call of `elements` elements split into `tasks` tasks should wake.

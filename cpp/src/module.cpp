@@ -49,8 +49,11 @@ DType row_dtype(DType dtype) { return dtype == DType::float16 ? DType::float32 :
 
 constexpr int kMaxDims = 64;  // NumPy 2's NPY_MAXDIMS; NumPy 1 allows 32
 
-// An operand's element strides, refusing what the kernels cannot address.
+// An operand's element strides, refusing what the kernels cannot address. The constructor
+// leaves the strides unset (the checks fill those of ndim): zeroing them for the nine roles of
+// every call took a quarter of a (1, 10) call's time in the C++ layer.
 struct Operand {
+  Operand() {}  // user-provided: value-initialising a ByRole<Operand> then does not zero it
   fastsoftmax::ArrayRef ref;
   std::int64_t strides[kMaxDims];
 };
@@ -194,7 +197,9 @@ void run(Op op, const fastsoftmax::ByRole<py::handle>& arrays, int axis, int thr
     } else {
       check_operand(array, x, info.written, info.name, operands[role]);
     }
-    call.operands[role] = operands[role].ref;
+    // From the fields, not as a copy of ref just stored: a 16-byte load of the two 8-byte
+    // stores stalls (no store forwarding), a fifth of this function's time on a (1, 10) call.
+    call.operands[role] = {operands[role].ref.data, operands[role].strides};
     writes |= info.written;
   }
   if (!writes) throw py::value_error("no output given");
