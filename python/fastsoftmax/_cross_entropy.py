@@ -149,11 +149,12 @@ def softmax_cross_entropy(
         )
 
     rows = x.shape[:-1]
-    row_max = np.full(rows, -np.inf, compute)
-    row_sum = np.zeros(rows, compute)
     threads = get_num_threads()
     if x.size:
+        row_max, row_sum = np.empty(rows, compute), np.empty(rows, compute)
         module.row_partials(x, mask, row_max, row_sum, x.ndim - 1, threads)
+    else:  # no classes: the partials of an empty row
+        row_max, row_sum = np.full(rows, -np.inf, compute), np.zeros(rows, compute)
     # Warnings off: 0 * inf, inf - inf and 0 / 0 are PyTorch's NaNs (and are taken care of).
     with np.errstate(all="ignore"):
         per_row, total = terms.losses(row_max, row_sum)
@@ -165,11 +166,12 @@ def softmax_cross_entropy(
         loss = np.asarray(loss).astype(dtype)[()]
         if not return_grad:
             return loss
-        factor = np.where(terms.ignored, 0, scale * total)
-        divisor = (row_sum / factor).astype(compute)  # factor 0 (ignored): inf, a gradient of 0
+        # 0 at an ignored row: a divisor of inf, a gradient of 0.
+        divisor = (row_sum / _scaled(total, scale, terms.ignored)).astype(compute)
         user_out = None if grad_out is None or dtype is not compute else grad_out
         out = None if user_out is None else _classes_last(user_out, axis)
-        inputs = (x, row_max, divisor) if mask is None else (x, row_max, divisor, mask)
+        # (row_max and divisor are new arrays: only the logits or the mask can overlap out.)
+        inputs = (x,) if mask is None else (x, mask)
         out, grad = _api._output(out, x, compute, compute, inputs, "grad_out")
         if x.size:
             module.softmax_given(x, mask, row_max, divisor, grad, x.ndim - 1, threads)
@@ -198,7 +200,8 @@ class _IndexTarget:
             )
         t = t[np.newaxis]
         counted = t != ignore_index
-        safe = np.where(counted, t, 0)
+        every_row = bool(counted.all())
+        safe = t if every_row else np.where(counted, t, 0)
         if safe.size and (safe.min() < 0 or safe.max() >= classes):
             _raise_out_of_range(t, counted, classes, ignore_index)
         self.at_target = (*np.indices(t.shape, sparse=True), safe)
@@ -208,7 +211,7 @@ class _IndexTarget:
         self.ignored = ~counted
         if weights is None:
             self.a = counted * (1.0 - smoothing)
-            self.denominator = float(np.count_nonzero(counted))
+            self.denominator = float(t.size if every_row else np.count_nonzero(counted))
         else:
             w_t = weights[safe].astype(np.float64)
             self.a = np.where(counted, (1 - smoothing) * w_t, 0.0)
@@ -224,13 +227,13 @@ class _IndexTarget:
         m = row_max.astype(np.float64)
         x_t = self.x[self.at_target]
         log_sum = np.log(row_sum.astype(np.float64))
-        # -log p of the target: m - x_t first, exact for float32 logits.
-        nll = np.where(x_t == m, 0.0, m - x_t) + log_sum
-        loss = np.where(self.a == 0, 0.0, self.a * nll)
+        # -log p of the target: m - x_t first, exact for float32 logits. An ignored row's
+        # 0 * inf (a logit of -inf) is NaN here, a row for _exact_rows.
+        loss = self.a * ((m - x_t) + log_sum)
         total = self.a
         if self.b is not None:
             kept_weight, spread = _weighted_sums(self.x, row_max, self._smoothing_weights)
-            loss = loss + np.where(self.b == 0, 0.0, self.b * (spread + kept_weight * log_sum))
+            loss = loss + self.b * (spread + kept_weight * log_sum)
             total = total + self.b * kept_weight
         return loss, total
 
@@ -251,9 +254,9 @@ class _IndexTarget:
 
     def subtract(self, grad, scale):
         """grad -= scale * coef, grad holding scale * C_r * softmax."""
-        grad[self.at_target] -= np.where(self.ignored, 0, scale * self.a).astype(grad.dtype)
+        grad[self.at_target] -= _scaled(self.a, scale, self.ignored).astype(grad.dtype)
         if self.b is not None:
-            rate = np.where(self.ignored, 0, scale * self.b).astype(grad.dtype)
+            rate = _scaled(self.b, scale, self.ignored).astype(grad.dtype)
             unweighted = self.weights is None and self.mask is None
             for block in _row_blocks(grad.shape):
                 step = rate[block][..., np.newaxis]
@@ -291,6 +294,12 @@ class _ProbabilityTarget:
             grad[block] -= (scale * self.coefficients(block)).astype(grad.dtype)
 
 
+def _scaled(values: np.ndarray, scale: np.float64, ignored: np.ndarray) -> np.ndarray:
+    """``scale * values``, whose values are 0 at the ignored rows, and stay 0 there where the
+    scale is a mean's 1/0 (0 * inf would be NaN)."""
+    return scale * values if np.isfinite(scale) else np.where(ignored, 0, scale * values)
+
+
 def _weighted_sums(x, row_max, coefficients) -> tuple[np.ndarray, np.ndarray]:
     """Per row, in float64: ``sum_c coef_c`` and ``sum_c coef_c (m - x_c)``, over blocks of
     rows; ``coefficients(block)`` gives coef there, or one vector for all its rows. Every
@@ -319,9 +328,10 @@ def _exact_rows(per_row, row_max, x, mask, terms, backend) -> np.ndarray:
     """per_row with the rows whose maximum or loss is not finite (an inf among the logits, no
     entry with mass, a NaN) recomputed from their float64 log-softmax, whose limit rule gives
     -log(k) at k entries of +inf, as ``sum coef * -logp`` with 0 * inf = 0."""
-    rows = np.nonzero(~(np.isfinite(row_max) & np.isfinite(per_row)))
-    if not rows[0].size:
+    # One sum tells that every row is finite (in float64, float32 maxima cannot overflow it).
+    if np.isfinite(per_row.sum() + row_max.sum(dtype=np.float64)):
         return per_row
+    rows = np.nonzero(~(np.isfinite(row_max) & np.isfinite(per_row)))
     logp = _api.log_softmax(
         x[rows].astype(np.float64), where=None if mask is None else mask[rows], backend=backend
     )
