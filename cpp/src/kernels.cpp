@@ -259,8 +259,10 @@ void gathered_row(const Block& b, int64_t m, int64_t k, T* buffer, bool stream) 
   }
 }
 
+// Inlined: as a call, its result went through memory, and copying it stalled on the stores
+// (no store forwarding): 5% of a (98304, 512) softmax on the Zen 4 VM.
 template <class T>
-Row<T> row_at(const Block& b, int64_t r) {
+[[gnu::always_inline]] inline Row<T> row_at(const Block& b, int64_t r) {
   return elements<T>(b, r / b.k, 0, r % b.k);
 }
 

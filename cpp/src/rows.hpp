@@ -262,7 +262,9 @@ void cached_row(const Row<T>& row, int64_t n, const RowContext<T>& ctx) {
   // The outputs as the operation decltype(as)::Type writes them.
   const auto write_outputs = [&](auto as) {
     for_each_output<Operation>(r, [&](auto role) {
-      write_row(r[role], n, ctx.stream, [&](int64_t i, int64_t count) {
+      // e by value: by reference it was reloaded from the stack at every vector (the streaming
+      // store may write anywhere, as far as the compiler knows).
+      write_row(r[role], n, ctx.stream, [&, e](int64_t i, int64_t count) {
         if constexpr (decltype(role)::value == Role::out) prefetch(i);
         const StoredE<T, Unmasked<Operation>> view{{r, i, count, m}, e};
         return output_at<typename decltype(as)::Type, decltype(role)::value>(c, view);

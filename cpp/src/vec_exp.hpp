@@ -22,7 +22,8 @@
 // At the lower clamp the last scaling is masked to 0 instead (the Note on underflow below).
 // exp_nonpositive is exp for arguments known to be <= 0 or NaN, as every x - max of the kernels
 // is: the upper clamp would never act there, and leaving it out made a float32 softmax ~4%
-// faster (Zen 4 VM, (1024, 4096) and (8192, 8192), one thread). Same bits as exp on its domain.
+// faster (Zen 4 VM, (1024, 4096) and (8192, 8192), one thread); with AVX-512 it has no lower
+// clamp either (the Note on underflow). Same bits as exp on its domain.
 // (The Numba backend keeps both clamps in one exp.)
 #pragma once
 
@@ -77,41 +78,73 @@ template <class T>
   return horner<T>(r, std::make_index_sequence<degree>{});
 }
 
-// exp of x already clamped to [lowest, highest] (or NaN). Always inlined, as are the two
-// below: as a call, every vector crosses the call in memory (measured 2x slower).
 // [Note: underflow]
 // exp(lowest) computes to 0 through a scaling that underflows, which Intel cores finish in
 // microcode: a row of -inf (a mask written into the logits, as PyTorch users write it) costs
 // some 100 cycles a vector. So at the lower clamp that scaling gives 0 by a mask instead:
 // a causal -inf-filled (16, 512, 512) float32 softmax took 6.8x the unfilled time on a Xeon.
+// With AVX-512 the mask is all it takes: a lane it zeroes is never scaled, whatever the
+// reduction made of it, so exp_nonpositive needs no lower clamp, and its compare costs what
+// the clamp did (with both, the exp-bound softmax passes were 8% slower on a Zen 4 VM, which
+// shows no underflow penalty).
+
+// The reduction, p(r) with r = x - n ln 2, and n (as T): exp(x) = p * 2^n.
+template <class T>
+struct Reduced {
+  Vec<T> p, n, shifted;  // shifted: round(x / ln 2) in its low bits, magic added
+};
+template <class T>
+[[gnu::always_inline]] inline Reduced<T> reduce(Vec<T> x) {
+  using C = ExpConstants<T>;
+  const Vec<T> shifted = x * C::log2e + C::magic;
+  const Vec<T> n = shifted - C::magic;
+  Vec<T> r = x - n * C::ln2_head;
+  r = r - n * C::ln2_tail;
+  return {exp_reduced<T>(r), n, shifted};
+}
+
+#if defined(__AVX512F__)
+// p * 2^n where `keep` is set, 0 elsewhere. vscalef computes it in one instruction, rounding
+// once into the subnormals.
+template <class T>
+[[gnu::always_inline]] inline Vec<T> scaled(const Reduced<T>& e, Predicate<T> keep) {
+  if constexpr (sizeof(T) == 4) {
+    return _mm512_maskz_scalef_ps(keep, e.p, e.n);
+  } else {
+    return _mm512_maskz_scalef_pd(keep, e.p, e.n);
+  }
+}
+// The lanes above the lower clamp, or NaN (unordered): those exp does not give 0.
+template <class T>
+[[gnu::always_inline]] inline Predicate<T> above_lowest(Vec<T> x) {
+  if constexpr (sizeof(T) == 4) {
+    return _mm512_cmp_ps_mask(x, splat(ExpConstants<T>::lowest), _CMP_NLE_UQ);
+  } else {
+    return _mm512_cmp_pd_mask(x, splat(ExpConstants<T>::lowest), _CMP_NLE_UQ);
+  }
+}
+#endif
+
+// exp of x already clamped to [lowest, highest] (or NaN). Always inlined, as are the two
+// below: as a call, every vector crosses the call in memory (measured 2x slower).
 template <class T>
 [[gnu::always_inline]] inline Vec<T> exp_clamped(Vec<T> xc) {
-  using C = ExpConstants<T>;
-  const Vec<T> shifted = xc * C::log2e + C::magic;  // round(x / ln 2) sits in the low bits
-  const Vec<T> n = shifted - C::magic;
-  Vec<T> r = xc - n * C::ln2_head;
-  r = r - n * C::ln2_tail;
-  const Vec<T> p = exp_reduced<T>(r);
+  const Reduced<T> e = reduce<T>(xc);
 #if defined(__AVX512F__)
-  // vscalef computes p * 2^n in one instruction, rounding once into the subnormals; lanes at
-  // the lower clamp are masked to 0 (NaN, unordered, is not).
-  if constexpr (sizeof(T) == 4) {
-    return _mm512_maskz_scalef_ps(_mm512_cmp_ps_mask(xc, splat(C::lowest), _CMP_NLE_UQ), p, n);
-  } else {
-    return _mm512_maskz_scalef_pd(_mm512_cmp_pd_mask(xc, splat(C::lowest), _CMP_NLE_UQ), p, n);
-  }
+  return scaled<T>(e, above_lowest<T>(xc));
 #else
+  using C = ExpConstants<T>;
   using I = IntVec<T>;
   using U = UintVec<T>;
   // 2^n in the exponent bits, unsigned so that a NaN input's meaningless n shifts without UB.
-  const I n_int = bits<T>(shifted) - bits<T>(splat<T>(C::magic));
+  const I n_int = bits<T>(e.shifted) - bits<T>(splat<T>(C::magic));
   const I half = n_int >> 1;
   const I rest = n_int - half;
   const U scale_a = (reinterpret_cast<const U&>(half) + C::exponent_bias) << C::mantissa_bits;
   const U scale_b = (reinterpret_cast<const U&>(rest) + C::exponent_bias) << C::mantissa_bits;
   // At the lower clamp the second factor is 0, whose product does not underflow.
   const I under = xc <= splat<T>(C::lowest);
-  return (p * bitcast<T>(scale_a)) * bitcast<T>(scale_b & ~reinterpret_cast<const U&>(under));
+  return (e.p * bitcast<T>(scale_a)) * bitcast<T>(scale_b & ~reinterpret_cast<const U&>(under));
 #endif
 }
 
@@ -121,9 +154,14 @@ template <class T>
   return exp_clamped<T>(min<T>(splat<T>(C::highest), max<T>(splat<T>(C::lowest), x)));
 }
 
+// exp of x <= 0 (or NaN): x - max, as the kernels compute it.
 template <class T>
 [[gnu::always_inline]] inline Vec<T> exp_nonpositive(Vec<T> x) {
+#if defined(__AVX512F__)
+  return scaled<T>(reduce<T>(x), above_lowest<T>(x));  // no clamp: the Note on underflow
+#else
   return exp_clamped<T>(max<T>(splat<T>(ExpConstants<T>::lowest), x));
+#endif
 }
 
 }  // namespace fastsoftmax::FASTSOFTMAX_LEVEL::simd
