@@ -160,14 +160,15 @@ def softmax_cross_entropy(
         per_row, total = terms.losses(row_max, row_sum)
         per_row = _exact_rows(per_row, row_max, x, mask, terms, backend)
         scale = 1 / np.float64(terms.denominator) if reduction == "mean" else np.float64(1)
-        loss = per_row[0] if reduction == "none" else per_row.sum() * scale
+        loss = per_row[0].astype(dtype)[()] if reduction == "none" else per_row.sum() * scale
         if reduction == "mean" and terms.denominator == 0:
             loss = np.nan  # PyTorch's 0 / 0, even where smoothing gave the rows a loss
-        loss = np.asarray(loss).astype(dtype)[()]
+        if reduction != "none":
+            loss = dtype.type(loss)
         if not return_grad:
             return loss
         # 0 at an ignored row: a divisor of inf, a gradient of 0.
-        divisor = (row_sum / _scaled(total, scale, terms.ignored)).astype(compute)
+        divisor = (row_sum / _scaled(total, scale, terms.counted)).astype(compute)
         user_out = None if grad_out is None or dtype is not compute else grad_out
         out = None if user_out is None else _classes_last(user_out, axis)
         # (row_max and divisor are new arrays: only the logits or the mask can overlap out.)
@@ -208,7 +209,7 @@ class _IndexTarget:
         if mask is not None:
             _check_unmasked(t, counted, mask[self.at_target], ignore_index)
         self.x, self.mask, self.weights = x, mask, weights
-        self.ignored = ~counted
+        self.counted = counted
         if weights is None:
             self.a = counted * (1.0 - smoothing)
             self.denominator = float(t.size if every_row else np.count_nonzero(counted))
@@ -254,9 +255,9 @@ class _IndexTarget:
 
     def subtract(self, grad, scale):
         """grad -= scale * coef, grad holding scale * C_r * softmax."""
-        grad[self.at_target] -= _scaled(self.a, scale, self.ignored).astype(grad.dtype)
+        grad[self.at_target] -= _scaled(self.a, scale, self.counted).astype(grad.dtype)
         if self.b is not None:
-            rate = _scaled(self.b, scale, self.ignored).astype(grad.dtype)
+            rate = _scaled(self.b, scale, self.counted).astype(grad.dtype)
             unweighted = self.weights is None and self.mask is None
             for block in _row_blocks(grad.shape):
                 step = rate[block][..., np.newaxis]
@@ -270,7 +271,7 @@ class _ProbabilityTarget:
     def __init__(self, x, q, smoothing, weights, mask):
         self.q = q
         self.x, self.mask, self.weights, self.smoothing = x, mask, weights, smoothing
-        self.ignored = np.zeros(x.shape[:-1], bool)
+        self.counted = True  # every row
         self.denominator = float(np.prod(x.shape[1:-1]))
 
     def coefficients(self, block) -> np.ndarray:
@@ -294,10 +295,10 @@ class _ProbabilityTarget:
             grad[block] -= (scale * self.coefficients(block)).astype(grad.dtype)
 
 
-def _scaled(values: np.ndarray, scale: np.float64, ignored: np.ndarray) -> np.ndarray:
-    """``scale * values``, whose values are 0 at the ignored rows, and stay 0 there where the
-    scale is a mean's 1/0 (0 * inf would be NaN)."""
-    return scale * values if np.isfinite(scale) else np.where(ignored, 0, scale * values)
+def _scaled(values: np.ndarray, scale: np.float64, counted) -> np.ndarray:
+    """``scale * values``, whose values are 0 at the rows not counted, and stay 0 there where
+    the scale is a mean's 1/0 (0 * inf would be NaN)."""
+    return scale * values if np.isfinite(scale) else np.where(counted, scale * values, 0)
 
 
 def _weighted_sums(x, row_max, coefficients) -> tuple[np.ndarray, np.ndarray]:
