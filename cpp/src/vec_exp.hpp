@@ -84,9 +84,9 @@ template <class T>
 // some 100 cycles a vector. So at the lower clamp that scaling gives 0 by a mask instead:
 // a causal -inf-filled (16, 512, 512) float32 softmax took 6.8x the unfilled time on a Xeon.
 // With AVX-512 the mask is all it takes: a lane it zeroes is never scaled, whatever the
-// reduction made of it, so exp_nonpositive needs no lower clamp, and its compare costs what
-// the clamp did (with both, the exp-bound softmax passes were 8% slower on a Zen 4 VM, which
-// shows no underflow penalty).
+// reduction made of it, so exp and exp_nonpositive need no lower clamp, and the compare costs
+// what the clamp did (with both, the exp-bound softmax passes were 8% slower on a Zen 4 VM,
+// which shows no underflow penalty).
 
 // The reduction, p(r) with r = x - n ln 2, and n (as T): exp(x) = p * 2^n.
 template <class T>
@@ -151,7 +151,12 @@ template <class T>
 template <class T>
 [[gnu::always_inline]] inline Vec<T> exp(Vec<T> x) {
   using C = ExpConstants<T>;
+#if defined(__AVX512F__)
+  // The upper clamp only: the mask takes the lower one's place (the Note on underflow).
+  return scaled<T>(reduce<T>(min<T>(splat<T>(C::highest), x)), above_lowest<T>(x));
+#else
   return exp_clamped<T>(min<T>(splat<T>(C::highest), max<T>(splat<T>(C::lowest), x)));
+#endif
 }
 
 // exp of x <= 0 (or NaN): x - max, as the kernels compute it.
