@@ -123,19 +123,16 @@ template <class T>
     return _mm512_cmp_pd_mask(x, splat(ExpConstants<T>::lowest), _CMP_NLE_UQ);
   }
 }
-#endif
-
-// exp of x already clamped to [lowest, highest] (or NaN). Always inlined, as are the two
-// below: as a call, every vector crosses the call in memory (measured 2x slower).
+#else
+// exp of x already clamped to [lowest, highest] (or NaN), 2^n built in the exponent bits.
+// Always inlined, as are the two below: as a call, every vector crosses the call in memory
+// (measured 2x slower).
 template <class T>
 [[gnu::always_inline]] inline Vec<T> exp_clamped(Vec<T> xc) {
-  const Reduced<T> e = reduce<T>(xc);
-#if defined(__AVX512F__)
-  return scaled<T>(e, above_lowest<T>(xc));
-#else
   using C = ExpConstants<T>;
   using I = IntVec<T>;
   using U = UintVec<T>;
+  const Reduced<T> e = reduce<T>(xc);
   // 2^n in the exponent bits, unsigned so that a NaN input's meaningless n shifts without UB.
   const I n_int = bits<T>(e.shifted) - bits<T>(splat<T>(C::magic));
   const I half = n_int >> 1;
@@ -145,8 +142,8 @@ template <class T>
   // At the lower clamp the second factor is 0, whose product does not underflow.
   const I under = xc <= splat<T>(C::lowest);
   return (e.p * bitcast<T>(scale_a)) * bitcast<T>(scale_b & ~reinterpret_cast<const U&>(under));
-#endif
 }
+#endif
 
 template <class T>
 [[gnu::always_inline]] inline Vec<T> exp(Vec<T> x) {
