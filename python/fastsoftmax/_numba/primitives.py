@@ -39,6 +39,11 @@ LINE_BYTES = 64
 # overload to type it whether or not it is then inlined, and inlining them measured slower.
 
 
+def _nogil(function, inline: bool, **options):
+    """``function`` compiled with ``nogil``, into its callers where ``inline``."""
+    return njit(nogil=True, inline="always" if inline else "never", **options)(function)
+
+
 def compiled(function=None, *, parallel=False, key="", inline=False):
     """``function`` compiled with ``nogil``; ``key`` names the operation a closure was made for
     (the name a profiler shows); ``inline`` for a function without a loop (the Note on inlined
@@ -47,7 +52,7 @@ def compiled(function=None, *, parallel=False, key="", inline=False):
         return lambda f: compiled(f, parallel=parallel, key=key, inline=inline)
     if key:
         function.__qualname__ = f"{key}.{function.__name__}"
-    return njit(nogil=True, parallel=parallel, inline="always" if inline else "never")(function)
+    return _nogil(function, inline, parallel=parallel)
 
 
 @compiled
@@ -66,7 +71,7 @@ def inner(key: str, *, inline=False, **options):
 
     def decorate(function):
         function.__qualname__ = f"{key}.{function.__qualname__}"
-        return njit(nogil=True, inline="always" if inline else "never", **options)(function)
+        return _nogil(function, inline, **options)
 
     return decorate
 
