@@ -172,8 +172,7 @@ def softmax_cross_entropy(
         user_out = None if grad_out is None or dtype is not compute else grad_out
         out = None if user_out is None else _classes_last(user_out, axis)
         # (row_max and divisor are new arrays: only the logits or the mask can overlap out.)
-        inputs = (x,) if mask is None else (x, mask)
-        out, grad = _api._output(out, x, compute, compute, inputs, "grad_out")
+        out, grad = _api._output(out, x, compute, compute, _api._present(x, mask), "grad_out")
         if x.size:
             module.softmax_given(x, mask, row_max, divisor, grad, x.ndim - 1, threads)
         terms.subtract(grad, scale)
