@@ -18,6 +18,7 @@ import pytest
 from fastsoftmax import _numba as numba_backend
 from fastsoftmax import _reference
 from fastsoftmax._numba.vec_exp import exp as numba_exp
+from fastsoftmax._numba.vec_exp import exp_nonpositive, exp_summand
 from support.backends import threads
 from support.processes import run_python
 from support.tolerances import EXP_MAX_ULP, EXP_SUBNORMAL_QUANTA
@@ -132,6 +133,33 @@ def test_exp_over_the_whole_range(dtype):
     assert np.all(quanta <= EXP_SUBNORMAL_QUANTA)
     assert np.all(out[expected > info.max] == np.inf)
     assert np.isnan(out[-1])
+
+
+@numba.njit
+def _shifted_exps(x, nonpositive, summand):
+    for i in range(x.shape[0]):
+        nonpositive[i] = exp_nonpositive(x[i])
+        summand[i] = exp_summand(x[i])
+
+
+def test_the_exps_of_x_minus_max(dtype):
+    """exp_nonpositive is exp on x <= 0; exp_summand too where exp is above 2**-124, and below
+    that a normal number under 2**-124 (never a subnormal or 0)."""
+    info = np.finfo(dtype)
+    x = np.concatenate([np.linspace(np.log(info.smallest_subnormal) - 1, 0, 200_001), [-np.inf]])
+    x = x.astype(dtype)
+    want, nonpositive, summand = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    _exp_array(x, want)
+    _shifted_exps(x, nonpositive, summand)
+    np.testing.assert_array_equal(nonpositive, want)
+    limit = 2.0 ** (info.minexp + 2)
+    large = want >= limit
+    np.testing.assert_array_equal(summand[large], want[large])
+    assert np.all((summand[~large] >= info.tiny) & (summand[~large] < limit))
+    nan = np.array([np.nan], dtype)
+    _shifted_exps(nan, nonpositive[:1], summand[:1])
+    assert np.isnan(nonpositive[0])
+    assert np.isnan(summand[0])
 
 
 @pytest.mark.parametrize("user_count", [1, 2])

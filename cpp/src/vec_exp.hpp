@@ -24,7 +24,8 @@
 // is: the upper clamp would never act there, and leaving it out made a float32 softmax ~4%
 // faster (Zen 4 VM, (1024, 4096) and (8192, 8192), one thread); with AVX-512 it has no lower
 // clamp either (the Note on underflow). Same bits as exp on its domain.
-// (The Numba backend keeps both clamps in one exp.)
+// (The Numba backend's exp_nonpositive drops the upper clamp too, and its exp_summand, for sums
+// that hold a 1, also the scaling in two halves: python/fastsoftmax/_numba/vec_exp.py.)
 #pragma once
 
 #include <cstddef>

@@ -43,7 +43,7 @@ import numpy as np
 
 from .operands import kept, mask_of, tile_rows_at, values_at
 from .primitives import compiled
-from .vec_exp import exp, row_max
+from .vec_exp import exp, exp_nonpositive, exp_summand, row_max
 from .vector_loops import column_max
 
 
@@ -226,7 +226,7 @@ def _stored_exp(ins, outs, m):
 
 @compiled(inline=True)
 def _exp_of_x(ins, outs, m):
-    return exp(ins[0] - m)
+    return exp_summand(ins[0] - m)  # a term only, of a sum holding exp(max - max) = 1
 
 
 @compiled(inline=True)
@@ -336,7 +336,7 @@ def _jvp_with_softmax_limit(ins, outs):
 # function masks out the entries whose b is 0 (python/fastsoftmax/_logsumexp.py).
 @compiled(inline=True)
 def _exp_of_x_times_b(ins, outs, m):
-    return exp(ins[0] - m) * ins[1]
+    return exp_nonpositive(ins[0] - m) * ins[1]
 
 
 @compiled(inline=True)
@@ -402,7 +402,7 @@ def _row_partials_limit(ins, outs):
 def _softmax_given_element(ins, outs, m, c):
     """softmax's output step at ``e = exp(x - m)``, which softmax reads back from its output
     (``keeps_exp``) and this computes: with no sums to take, no pass comes between."""
-    return _softmax_element(ins, (exp(ins[0] - m),), m, c)
+    return _softmax_element(ins, (exp_nonpositive(ins[0] - m),), m, c)
 
 
 @compiled

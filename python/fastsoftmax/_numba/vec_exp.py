@@ -1,5 +1,5 @@
-"""exp and the row max (cpp/src/vec_exp.hpp, and simd.hpp's max), one implementation per dtype
-behind a generic name, callable from compiled code only."""
+"""exp, its variants for x - max, and the row max (cpp/src/vec_exp.hpp, and simd.hpp's max),
+one implementation per dtype behind a generic name, callable from compiled code only."""
 
 from __future__ import annotations
 
@@ -24,6 +24,20 @@ def exp(x):
     raise NotImplementedError("only callable from Numba-compiled code")
 
 
+def exp_nonpositive(x):
+    """`exp` of an ``x`` known to be at most 0 or NaN, as every x - max of the kernels is:
+    without the upper clamp (vec_exp.hpp's exp_nonpositive). Same bits as `exp` there."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+def exp_summand(x):
+    """`exp_nonpositive` as a term of a sum that holds a 1, exp(max - max): a result below
+    about 2**-125 comes out as a normal number below 2**-124 instead, which such a sum cannot
+    hold. So one scaling by 2**n suffices, and neither underflow nor its mask is needed (the
+    Note on sums of exps in vector_loops.py). Same bits as `exp` above that."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
 def row_max(row, where):
     """The maximum of a contiguous row, NaN if the row's top key is a NaN; of its entries that
     the mask row ``where`` keeps, -inf for none (None: every entry).
@@ -38,14 +52,17 @@ def row_max(row, where):
     raise NotImplementedError("only callable from Numba-compiled code")
 
 
-def _make_exp(float_t, int_t, constants):
-    """`exp` for one dtype, from ``_constants``; exp(r) is Horner's rule over the
+def _make_exp(float_t, int_t, constants, *, upper=True, normal=False):
+    """`exp` for one dtype, from ``_constants``, with the upper clamp where ``upper``, and
+    results kept normal where ``normal`` (`exp_summand`); exp(r) is Horner's rule over the
     coefficients, highest first."""
     mantissa_bits = np.finfo(float_t).nmant
     bias = int_t(np.finfo(float_t).maxexp - 1)
     magic = float_t(1.5 * 2.0**mantissa_bits)  # adding it rounds to an integer
     magic_bits = magic.view(int_t)
     lowest, highest = float_t(constants["lowest"]), float_t(constants["highest"])
+    if normal:  # n >= 2 - bias: p (at least 0.7) times 2**n stays above the smallest normal
+        lowest = float_t((2 - int(bias)) * np.log(2.0))
     log2e = float_t(constants["log2e"])
     ln2_head, ln2_tail = float_t(constants["ln2_head"]), float_t(constants["ln2_tail"])
     coefficients = constants["coefficients"]
@@ -53,7 +70,8 @@ def _make_exp(float_t, int_t, constants):
 
     def exp(x):
         xc = lowest if x < lowest else x  # NaN compares false and passes both clamps
-        xc = highest if xc > highest else xc
+        if upper:
+            xc = highest if xc > highest else xc
         shifted = xc * log2e + magic
         n = shifted - magic
         n_int = float_t(shifted).view(int_t) - magic_bits
@@ -62,6 +80,8 @@ def _make_exp(float_t, int_t, constants):
         p = head
         for c in rest:
             p = p * r + c
+        if normal:
+            return p * int_t((n_int + bias) << mantissa_bits).view(float_t)
         half = n_int >> 1
         scale_a = int_t((half + bias) << mantissa_bits).view(float_t)
         scale_b = int_t((n_int - half + bias) << mantissa_bits).view(float_t)
@@ -72,10 +92,16 @@ def _make_exp(float_t, int_t, constants):
     return exp
 
 
-_EXPS = {
-    types.float32: _make_exp(np.float32, np.int32, _constants.exp_constants("float32")),
-    types.float64: _make_exp(np.float64, np.int64, _constants.exp_constants("float64")),
-}
+def _exps(**kinds):
+    """`_make_exp`'s function of each dtype, of the kind ``kinds`` says."""
+    return {
+        types.float32: _make_exp(
+            np.float32, np.int32, _constants.exp_constants("float32"), **kinds
+        ),
+        types.float64: _make_exp(
+            np.float64, np.int64, _constants.exp_constants("float64"), **kinds
+        ),
+    }
 
 
 def _make_row_max(float_t, int_t):
@@ -104,9 +130,14 @@ _ROW_MAXES = {
 }
 
 
-@overload(exp, jit_options={"fastmath": {"contract"}})
-def _overload_exp(x):
-    return _EXPS.get(x)
+def _overload_by_dtype(function, implementations):
+    """``function``'s overload: ``implementations[dtype of x]``."""
+    overload(function, jit_options={"fastmath": {"contract"}})(lambda x: implementations.get(x))
+
+
+_overload_by_dtype(exp, _exps())
+_overload_by_dtype(exp_nonpositive, _exps(upper=False))
+_overload_by_dtype(exp_summand, _exps(upper=False, normal=True))
 
 
 @overload(row_max)

@@ -17,7 +17,7 @@ from numba.np.numpy_support import as_dtype
 
 from .operands import kept, mask_of, slices_of, tile_rows_at, values_at
 from .primitives import compiled, inner, is_finite, prefer_wide_vectors
-from .vec_exp import exp
+from .vec_exp import exp_nonpositive
 
 FOLD_ELEMENTS = 256
 FOLD_ROWS = 8
@@ -62,9 +62,11 @@ def compensated_result(total, carry):
 # by 19 units of rounding, a float64 row of 31 by 8 (the log_softmax bound is 8). So a sum of
 # terms in [0, 1] splits each, scaled by a power of two, into its whole part and the rest: the
 # whole parts of FOLD_ELEMENTS terms add exactly in the row's dtype in any order, and the rests
-# are small. It costs a fold of 256 exps 1.2-1.3x (Intel Xeon, Rocket Lake, 512-bit vectors:
-# float32 0.27 -> 0.36 ns an element, float64 0.60 -> 0.78); a wide sum of float32 terms
-# needs no split.
+# are small. The split costs a fold of 256 exps 1.2-1.3x (Intel Xeon, Rocket Lake, 512-bit
+# vectors: float32 0.27 -> 0.36 ns an element); its terms' exp_summand (vec_exp.py), which
+# scales once and needs no underflow mask, pays for it: a (64, 1000) float32 row sum took 21.4
+# us with plain float32 partials and exp, 27.0 split, 19.1 split with exp_summand (Zen 4 VM,
+# one thread). A wide sum of float32 terms needs no split.
 _UNIT_SCALE = {
     np.dtype(d): 2.0 ** (np.finfo(d).nmant + 1 - int(np.log2(FOLD_ELEMENTS)))
     for d in (np.float32, np.float64)
@@ -216,7 +218,7 @@ def make_column_sums(terms, keeps_exp):
             where = mask_of(in_rows)
             for c in range(k1 - k0):
                 if keeps_exp:
-                    out_rows[0][c] = exp(in_rows[0][c] - m[c])
+                    out_rows[0][c] = exp_nonpositive(in_rows[0][c] - m[c])
                 add_terms(part, rest, c, where, values_at(in_rows, c), values_at(out_rows, c), m[c])
             if (j + 1) % FOLD_ROWS == 0 or j + 1 == x.shape[1]:
                 for s in range(count):
@@ -256,4 +258,4 @@ def store_exp(x, m, e):
     """e = exp(x - m), elementwise: its sum is taken afterwards (Note: deterministic sums)."""
     prefer_wide_vectors()
     for i in range(x.shape[0]):
-        e[i] = exp(x[i] - m)
+        e[i] = exp_nonpositive(x[i] - m)
