@@ -113,12 +113,7 @@ def make_row_sum(term, wide, unit=False):
         unit_partial_sum if unit and not wide else wide_partial_sum if wide else partial_sum
     )
     if unit and wide:  # float32 terms added in float64 are exact enough; float64 ones split
-        wide_sum, unit_sum = partial_sum, fast(unit_partial_sum)
-        partial_sum = inner(key, inline=True)(
-            lambda ins, outs, m: (
-                wide_sum(ins, outs, m) if _is_single(ins[0].dtype) else unit_sum(ins, outs, m)
-            )
-        )
+        partial_sum = _by_dtype(partial_sum, fast(unit_partial_sum))
 
     def fold_sum(ins, outs, m):
         total = carry = 0.0
@@ -141,14 +136,19 @@ def _overload_unit_scale(dtype):
     return lambda dtype: scale
 
 
-def _is_single(dtype):
-    """Whether ``dtype`` is float32, a constant of the compiled code."""
+def _by_dtype(single, double):
+    """A function of ``(ins, outs, m)`` that calls ``single`` for float32 rows, else
+    ``double``: chosen as it is typed, so that only the one called is compiled."""
 
+    def call(ins, outs, m):
+        raise NotImplementedError("only callable from Numba-compiled code")
 
-@overload(_is_single)
-def _overload_is_single(dtype):
-    single = as_dtype(dtype.dtype) == np.float32
-    return lambda dtype: single
+    @overload(call)
+    def _overload_call(ins, outs, m):
+        chosen = single if as_dtype(ins[0].dtype) == np.float32 else double
+        return lambda ins, outs, m: chosen(ins, outs, m)
+
+    return call
 
 
 def _key(terms) -> str:
