@@ -497,6 +497,7 @@ PYBIND11_MODULE(_core, m) {
   fast("try_log_softmax", Op::log_softmax, false);
   fast("try_softmax_backward", Op::softmax_backward, true);
   fast("try_log_softmax_backward", Op::log_softmax_backward, true);
+  fast("try_softmax_jvp", Op::softmax_jvp, true);  // without its softmax output (s absent)
 
   m.def("simd_level", &fastsoftmax::simd_level, "The SIMD level the kernels use.");
   m.def("supported_simd_levels", &fastsoftmax::supported_simd_levels,

@@ -150,7 +150,10 @@ def _binary(
     out: object,
     backend: str | None,
     where: object,
+    unasked: tuple = (),
 ) -> np.ndarray:
+    """``op_name`` of two inputs; ``unasked`` are the outputs its kernel also takes that the
+    call does not ask for (None each: softmax_jvp's softmax)."""
     fast = _FAST if backend is None else _backends.fast_paths(backend)
     if fast and where is None:
         result = fast[op_name](first, second, out, axis, get_num_threads())
@@ -163,7 +166,7 @@ def _binary(
     mask = _checks.broadcast_mask(where, a.shape)
     user_out, written = _output(out, a, dtype, compute, _present(a, b, mask), "out")
     if a.size:
-        _compute(getattr(module, op_name), (a, b, mask), (written,), ax)
+        _compute(getattr(module, op_name), (a, b, mask), (written, *unasked), ax)
     return _deliver(user_out, written, dtype)
 
 
@@ -400,34 +403,27 @@ def softmax_jvp(
     >>> fsm.softmax_jvp(np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 0.0])).round(4)
     array([ 0.0819, -0.022 , -0.0599])
     """
+    if not return_softmax:  # the call of a binary operation, fast path included
+        return _binary("softmax_jvp", ("x", "v"), x, v, axis, out, backend, where, (None,))
     module = _backends.resolve(backend)
-    s_out, jvp_out = _jvp_outputs(out, return_softmax)
+    s_out, jvp_out = _jvp_outputs(out)
     a, b, ax, compute, dtype = _two_inputs(module, x, v, ("x", "v"), axis)
     mask = _checks.broadcast_mask(where, a.shape)
     user_jvp, jvp = _output(jvp_out, a, dtype, compute, _present(a, b, mask), "out")
-    user_s, s = None, None
-    if return_softmax:
-        # The softmax is written before v is read in full, so it may not overlap v at all.
-        user_s, s = _output(s_out, a, dtype, compute, _present(a, mask), "out[0]")
-        if s is user_s and np.may_share_memory(s, b):
-            s = np.empty_like(a)
-        # The user's arrays, not the scratch ones a float16 result is computed in.
-        if np.may_share_memory(
-            s if user_s is None else user_s, jvp if user_jvp is None else user_jvp
-        ):
-            raise ValueError("the two outputs of softmax_jvp must not share memory")
+    # The softmax is written before v is read in full, so it may not overlap v at all.
+    user_s, s = _output(s_out, a, dtype, compute, _present(a, mask), "out[0]")
+    if s is user_s and np.may_share_memory(s, b):
+        s = np.empty_like(a)
+    # The user's arrays, not the scratch ones a float16 result is computed in.
+    if np.may_share_memory(s if user_s is None else user_s, jvp if user_jvp is None else user_jvp):
+        raise ValueError("the two outputs of softmax_jvp must not share memory")
     if a.size:
         _compute(module.softmax_jvp, (a, b, mask), (jvp, s), ax)
-    result = _deliver(user_jvp, jvp, dtype)
-    if not return_softmax:
-        return result
-    return _deliver(user_s, s, dtype), result  # type: ignore[arg-type]
+    return _deliver(user_s, s, dtype), _deliver(user_jvp, jvp, dtype)
 
 
-def _jvp_outputs(out: object, return_softmax: bool) -> tuple[object, object]:
-    """Split ``out=`` of `softmax_jvp` into ``(s_out, jvp_out)``."""
-    if not return_softmax:
-        return None, out
+def _jvp_outputs(out: object) -> tuple[object, object]:
+    """Split ``out=`` of `softmax_jvp` with ``return_softmax`` into ``(s_out, jvp_out)``."""
     if out is None:
         return None, None
     if not isinstance(out, tuple) or len(out) != 2:

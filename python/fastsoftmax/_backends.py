@@ -56,7 +56,7 @@ _import_errors: dict[str, str] = {}  # why a Python backend failed to import, on
 # without looking further, and the Python layer makes the call. The C++ module's (see its Note
 # in cpp/src/module.cpp) takes every plain call; the Numba backend's, those in C-contiguous rows
 # along the last axis.
-FAST_OPS = ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward")
+FAST_OPS = ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward", "softmax_jvp")
 _fast: dict[str, dict] = {}
 
 

@@ -73,7 +73,13 @@ first.
 
 from __future__ import annotations
 
-from .fast_path import try_log_softmax, try_log_softmax_backward, try_softmax, try_softmax_backward
+from .fast_path import (
+    try_log_softmax,
+    try_log_softmax_backward,
+    try_softmax,
+    try_softmax_backward,
+    try_softmax_jvp,
+)
 from .kernels import (
     log_softmax,
     log_softmax_backward,
@@ -100,4 +106,5 @@ __all__ = [
     "try_log_softmax_backward",
     "try_softmax",
     "try_softmax_backward",
+    "try_softmax_jvp",
 ]
