@@ -206,6 +206,18 @@ def make_column_sums(terms, keeps_exp):
     count = len(terms)
     units = tuple(_is_unit(term) for term in terms)
 
+    # On its own: as a loop of `column_sums`, a (4096, 1024) float32 softmax along axis 0
+    # took 2.53-2.81 ms in its first pass, 2.29-2.41 as this (Zen 4 VM, one thread).
+    @inner(f"{_key(terms)}:{keeps_exp}")
+    def add_row(part, rest, in_rows, out_rows, m):
+        """A tile row's terms into the partials, its exps stored first with ``keeps_exp``."""
+        prefer_wide_vectors()
+        where = mask_of(in_rows)
+        for c in range(m.shape[0]):
+            if keeps_exp:
+                out_rows[0][c] = exp_nonpositive(in_rows[0][c] - m[c])
+            add_terms(part, rest, c, where, values_at(in_rows, c), values_at(out_rows, c), m[c])
+
     def column_sums(ins, outs, m, t):
         prefer_wide_vectors()
         i, k0, k1 = t
@@ -215,11 +227,7 @@ def make_column_sums(terms, keeps_exp):
         scale = np.float64(_unit_scale(x.dtype))
         for j in range(x.shape[1]):
             in_rows, out_rows = tile_rows_at(ins, i, j, k0, k1), tile_rows_at(outs, i, j, k0, k1)
-            where = mask_of(in_rows)
-            for c in range(k1 - k0):
-                if keeps_exp:
-                    out_rows[0][c] = exp_nonpositive(in_rows[0][c] - m[c])
-                add_terms(part, rest, c, where, values_at(in_rows, c), values_at(out_rows, c), m[c])
+            add_row(part, rest, in_rows, out_rows, m)
             if (j + 1) % FOLD_ROWS == 0 or j + 1 == x.shape[1]:
                 for s in range(count):
                     for c in range(k1 - k0):
